@@ -1,0 +1,101 @@
+"""linops: structured linear operators that compose, with solvers chosen by structure.
+
+>>> import numpy as np, linops as lo
+>>> K = lo.Kronecker(lo.Dense(np.eye(3) * 2), lo.Dense(np.eye(4)))
+>>> float(lo.logdet(K))  # 4 log det(2 I_3)
+8.317766166719343
+
+Importing linops loads numpy and plum; scipy, torch and jax load when first needed.
+"""
+
+from typing import TYPE_CHECKING
+
+from . import errors
+from .algorithms import LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact
+from .annotations import PSD, SelfAdjoint, Unitary
+from .errors import (
+    BackendMismatchError,
+    DeviceMismatchError,
+    DomainError,
+    LinopsError,
+    NonFiniteError,
+    NotPSDError,
+    NotSelfAdjointError,
+    NotSquareError,
+    NumericalError,
+    ShapeError,
+    SingularMatrixError,
+)
+from .operators import (
+    Adjoint,
+    Block,
+    BlockDiag,
+    Dense,
+    Diagonal,
+    Identity,
+    Kronecker,
+    KroneckerSum,
+    LinearOperator,
+    LowRank,
+    Permutation,
+    Product,
+    ScalarMul,
+    Sliced,
+    Sum,
+    Transpose,
+    Triangular,
+    Tridiagonal,
+    Zero,
+)
+
+__version__ = "0.1.0"
+
+# The dispatched functions load on first use: plum (and its beartype) cost about 0.15 s to
+# import, more than the rest of linops together, and a user who only builds operators
+# should not pay it. `lo.solve` etc. behave exactly as if imported eagerly.
+_FUNCTIONS = frozenset(
+    ("solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
+     "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain")
+)
+
+if TYPE_CHECKING:
+    from .functions import (
+        apply, det, diag, eig, eigh, exp, explain, inv, isqrt, log, logdet, pow, slogdet, solve, sqrt, svd, trace,
+    )
+
+
+def __getattr__(name):
+    if name in _FUNCTIONS:
+        from . import functions
+
+        value = getattr(functions, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'linops' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _FUNCTIONS)
+
+
+def to_dense(A):
+    """The dense array of operator ``A`` (arrays pass through unchanged)."""
+    return A.to_dense() if isinstance(A, LinearOperator) else A
+
+
+__all__ = [
+    # operators
+    "LinearOperator", "Dense", "Diagonal", "Identity", "ScalarMul", "Zero", "Sum", "Product", "Adjoint",
+    "Transpose", "Sliced", "Block", "BlockDiag", "Kronecker", "KroneckerSum", "LowRank", "Permutation",
+    "Triangular", "Tridiagonal", "to_dense",
+    # annotations
+    "PSD", "SelfAdjoint", "Unitary",
+    # functions
+    "solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
+    "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain",
+    # algorithms
+    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact",
+    # errors
+    "errors", "LinopsError", "ShapeError", "NotSquareError", "BackendMismatchError", "DeviceMismatchError",
+    "NumericalError", "SingularMatrixError", "NotPSDError", "NotSelfAdjointError", "NonFiniteError", "DomainError",
+]

@@ -1,0 +1,123 @@
+"""Algorithm objects and ``Auto``, the documented decision list that picks one.
+
+An algorithm is a frozen dataclass: its fields are its options, misspelt options raise
+``TypeError`` at construction, and two equal configurations compare equal. Rules in
+:mod:`linops.functions` are plum methods on (operator type, algorithm type).
+
+How a call is resolved, e.g. ``lo.inv(A, alg=lo.Auto())``:
+
+1. **Structure first.** If ``type(A)`` has a structure rule for the function (Kronecker,
+   BlockDiag, Diagonal, LowRank + Diagonal, ...), it runs, whatever the algorithm, and
+   passes ``alg`` on to the parts it produces (each Kronecker factor is then resolved on
+   its own). These rules carry ``precedence=STRUCTURE`` in plum.
+2. **Otherwise** ``Auto.select`` (below) maps the function, the annotations and the size
+   to a concrete algorithm, and plum dispatches on it. ``lo.explain`` shows both steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact"]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """Base class of the ``alg=`` objects."""
+
+
+@dataclass(frozen=True)
+class Cholesky(Algorithm):
+    """Dense Cholesky factorisation, O(n^3/3); needs a Hermitian positive definite operator.
+
+    ``check_symmetric`` compares ``A`` with ``A^H`` (O(n^2), skipped under ``jax.jit``) so an
+    operator wrongly promised PSD raises :class:`~linops.errors.NotSelfAdjointError` instead
+    of being silently replaced by its lower triangle.
+    """
+
+    check_symmetric: bool = True
+
+
+@dataclass(frozen=True)
+class LU(Algorithm):
+    """Dense LU factorisation with partial pivoting, O(2n^3/3); any square non-singular operator."""
+
+
+@dataclass(frozen=True)
+class Eigh(Algorithm):
+    """Dense Hermitian eigendecomposition, O(n^3); also used for matrix functions of self-adjoint operators."""
+
+    check_symmetric: bool = True
+
+
+@dataclass(frozen=True)
+class Eig(Algorithm):
+    """Dense general eigendecomposition, O(n^3) (complex output); jax supports it on CPU only."""
+
+
+@dataclass(frozen=True)
+class SVD(Algorithm):
+    """Dense thin singular value decomposition, O(m n min(m, n))."""
+
+
+@dataclass(frozen=True)
+class Exact(Algorithm):
+    """Exact trace / diagonal from the dense matrix (``n`` products with the operator)."""
+
+
+_FAMILY = {
+    "inv": "factor",
+    "solve": "factor",
+    "logdet": "factor",
+    "slogdet": "factor",
+    "det": "factor",
+    "eigh": "eigh",
+    "eig": "eig",
+    "svd": "svd",
+    "trace": "exact",
+    "diag": "exact",
+    "apply": "matfun",
+}
+
+
+@dataclass(frozen=True)
+class Auto(Algorithm):
+    """Pick an algorithm from the structure, the annotations and the size.
+
+    Decision list for an operator without a structure rule (first match wins):
+
+    ============================  =================================================
+    solve, inv, logdet, det       ``Cholesky()`` if annotated PSD, else ``LU()``
+    eigh                          ``Eigh()``
+    eig / svd                     ``Eig()`` / ``SVD()``
+    trace, diag                   ``Exact()``
+    exp, log, sqrt, pow, apply    ``Eigh()`` if self-adjoint, else ``Eig()``
+    ============================  =================================================
+
+    The dense algorithms cost O(n^3) and O(n^2) memory. Krylov methods for large
+    operators (CG for PSD, MINRES for self-adjoint, GMRES otherwise; Lanczos and
+    stochastic estimators) join this list as a size-dependent branch with the
+    algorithms work (issue 4); the threshold will be a field of ``Auto``.
+    """
+
+    def select(self, fn: str, A) -> tuple[Algorithm, str]:
+        """The concrete algorithm for ``fn`` on ``A`` and the reason, without running anything."""
+        family = _FAMILY.get(fn)
+        tags = A.annotations
+        if family == "factor":
+            if "PSD" in tags:
+                return Cholesky(), "annotated PSD: dense Cholesky"
+            return LU(), "not annotated PSD: dense LU with partial pivoting"
+        if family == "eigh":
+            return Eigh(), "dense Hermitian eigendecomposition"
+        if family == "eig":
+            return Eig(), "dense general eigendecomposition"
+        if family == "svd":
+            return SVD(), "dense singular value decomposition"
+        if family == "exact":
+            return Exact(), "exact, from the dense matrix"
+        if family == "matfun":
+            if "SelfAdjoint" in tags:
+                return Eigh(), "self-adjoint: f applied to the eigenvalues"
+            return Eig(), "not self-adjoint: general eigendecomposition (expm for exp)"
+        raise ValueError(f"Auto has no decision for function {fn!r}; known: {sorted(_FAMILY)}")

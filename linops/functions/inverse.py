@@ -1,0 +1,330 @@
+"""``inv`` (a lazy inverse operator, factorised once) and ``solve``, with every inverse rule.
+
+``lo.solve(A, b)`` is ``lo.inv(A) @ b``: keep ``lo.inv(A)`` to solve many right-hand
+sides with one factorisation. Rules, each stating its identity:
+
+* Diagonal ``1/d``; Identity; ``c I`` -> ``(1/c) I``; Permutation -> ``P^T``; Unitary -> ``A^H``.
+* Kronecker -> Kronecker of the factors' inverses (square factors).
+* KroneckerSum (self-adjoint) -> ``Q (⊕ Λ_i)^{-1} Q^H`` with ``Q = ⊗ Q_i`` from the factors'
+  eigendecompositions: the fast Poisson solver.
+* BlockDiag -> BlockDiag of the blocks' inverses; Product of square factors -> reversed
+  product of inverses; Adjoint / Transpose -> adjoint / transpose of the inverse.
+* Triangular -> substitution; Tridiagonal -> banded solver.
+* Diagonal-like + low rank (``D + U V^H``, also ``Dense(U) @ Dense(V.T) + D``) ->
+  Woodbury, O(n r^2), never forming an n x n matrix.
+* Anything else -> dense Cholesky (annotated PSD) or LU, chosen by ``Auto``.
+"""
+
+from __future__ import annotations
+
+from ..algorithms import LU, Algorithm, Auto, Cholesky
+from ..errors import NotSelfAdjointError, SingularMatrixError
+from ..operators import (
+    Adjoint,
+    BlockDiag,
+    Diagonal,
+    Identity,
+    Kronecker,
+    KroneckerSum,
+    LinearOperator,
+    LowRank,
+    Permutation,
+    Product,
+    ScalarMul,
+    Sum,
+    Transpose,
+    Triangular,
+    Tridiagonal,
+)
+from ._dispatch import STRUCTURE, check_rhs, dispatch, require_square
+
+__all__ = ["inv", "solve", "Inverse", "CholeskyInverse", "LUInverse"]
+
+
+def inv(A: LinearOperator, alg: Algorithm = Auto()) -> LinearOperator:
+    """The inverse of square ``A`` as an operator; the factorisation happens here, once.
+
+    ``alg``: ``Auto()`` (structure, then Cholesky for PSD, else LU), or a concrete
+    algorithm. Raises NotSquareError, SingularMatrixError, NotPSDError (Cholesky of a
+    non-PSD operator) or NonFiniteError (NaN/inf in a matrix to factorise).
+    """
+    A = require_square(A, "inv")
+    return _inv(A, alg)
+
+
+def solve(A: LinearOperator, b, alg: Algorithm = Auto()):
+    """``A^{-1} b`` for ``b`` of shape (n,) or (n, k); same rules and errors as :func:`inv`."""
+    A = require_square(A, "solve")
+    check_rhs(A, b, "solve")
+    return _inv(A, alg) @ b
+
+
+# ---------------------------------------------------------------- inverse operators
+class Inverse(LinearOperator):
+    """Base of the factorised inverses: ``A`` is kept for ``repr`` and for ``inv(inv(A)) == A``."""
+
+    _leaves = ("A",)
+
+    def __init__(self, A: LinearOperator):
+        self.A = A
+        super().__init__(A.shape, A.dtype, A.xp, A.device, A.annotations & {"PSD", "SelfAdjoint", "Unitary"})
+
+    def _rmatmat(self, X):  # X A^{-1} = (A^{-H} X^H)^H
+        conj = self.xp.conj
+        return conj(self._solve(conj(X).T, adjoint=True)).T
+
+    def _matmat(self, X):
+        return self._solve(X, adjoint=False)
+
+
+def _dense_checked(A: LinearOperator, check_symmetric: bool):
+    M = A.to_dense()
+    xp = A.xp
+    xp.check_finite(M, f"the matrix of {A._label()}")
+    if check_symmetric and xp.is_concrete(M):
+        asym = float(abs(xp.to_numpy(M - xp.conj(M).T)).max())
+        scale = float(abs(xp.to_numpy(M)).max())
+        if asym > 100 * xp.eps(A.dtype) * max(scale, 1e-300) * A.shape[0] ** 0.5:
+            raise NotSelfAdjointError(
+                f"{A._label()} is not self-adjoint (max |A - A^H| = {asym:.3g}, max |A| = {scale:.3g}) "
+                "but a Hermitian algorithm was asked for; drop the PSD/SelfAdjoint annotation or use lo.LU()"
+            )
+    return M
+
+
+class CholeskyInverse(Inverse):
+    """``A^{-1} = L^{-H} L^{-1}`` from the Cholesky factor ``L``; applying it costs 2 n^2 k."""
+
+    _leaves = ("A", "L")
+
+    def __init__(self, A: LinearOperator, alg: Cholesky = Cholesky()):
+        M = _dense_checked(A, alg.check_symmetric)
+        self.L = A.xp.cholesky(M)
+        super().__init__(A)
+
+    def _solve(self, X, adjoint):  # A is Hermitian: A^{-H} = A^{-1}
+        st = self.xp.solve_triangular
+        return st(self.L, st(self.L, X, lower=True), lower=True, adjoint=True)
+
+
+class LUInverse(Inverse):
+    """``A^{-1}`` from an LU factorisation with partial pivoting; applying it costs 2 n^2 k."""
+
+    _leaves = ("A", "lu")
+
+    def __init__(self, A: LinearOperator):
+        M = _dense_checked(A, False)
+        self.lu = A.xp.lu_factor(M)
+        super().__init__(A)
+
+    def _solve(self, X, adjoint):
+        return self.xp.lu_solve(self.lu, X, adjoint=adjoint)
+
+
+class TriangularInverse(Inverse):
+    """Substitution with a triangular operator, O(n^2 k)."""
+
+    def __init__(self, A: Triangular):
+        d = A.xp.diagonal(A.M)
+        _check_nonzero(A.xp, d, A)
+        super().__init__(A)
+
+    def _solve(self, X, adjoint):
+        return self.xp.solve_triangular(self.A.M, X, lower=self.A.lower, adjoint=adjoint)
+
+
+class TridiagonalInverse(Inverse):
+    """Tridiagonal solve (LAPACK gtsv, jax's tridiagonal_solve, or the Thomas algorithm in torch), O(n k)."""
+
+    def _solve(self, X, adjoint):
+        T = self.A.H if adjoint else self.A
+        return self.xp.tridiagonal_solve(T.lower, T.diag, T.upper, X)
+
+
+def _check_nonzero(xp, d, A):
+    if xp.is_concrete(d):
+        import numpy as np
+
+        zero = np.flatnonzero(np.asarray(xp.to_numpy(d)) == 0)
+        if zero.size:
+            raise SingularMatrixError(f"{A._label()} is singular: diagonal entry {int(zero[0])} is zero")
+
+
+# ----------------------------------------------------------------------------- rules
+@dispatch
+def _inv(A: LinearOperator, alg: Auto):
+    if "Unitary" in A.annotations:
+        return A.H
+    concrete, _ = alg.select("inv", A)
+    return _inv(A, concrete)
+
+
+@dispatch
+def _inv(A: LinearOperator, alg: Cholesky):
+    return CholeskyInverse(A, alg)
+
+
+@dispatch
+def _inv(A: LinearOperator, alg: LU):
+    return LUInverse(A)
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Inverse, alg: Algorithm):
+    """inv(inv(A)) = A."""
+    return A.A
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Diagonal, alg: Algorithm):
+    """diag(d)^{-1} = diag(1/d)."""
+    _check_nonzero(A.xp, A.d, A)
+    return Diagonal(1 / A.d)
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Identity, alg: Algorithm):
+    return A
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: ScalarMul, alg: Algorithm):
+    """(c I)^{-1} = (1/c) I."""
+    if A.xp.is_concrete(A.c) and A.c == 0:
+        raise SingularMatrixError(f"{A._label()} is zero, so singular")
+    return ScalarMul(1 / A.c, A.shape[0], like=A)
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Permutation, alg: Algorithm):
+    """P^{-1} = P^T."""
+    return A.T
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Kronecker, alg: Algorithm):
+    """(A_1 ⊗ ... ⊗ A_p)^{-1} = A_1^{-1} ⊗ ... ⊗ A_p^{-1} (square factors)."""
+    if not all(f.is_square for f in A.factors):
+        return _generic(A, alg)
+    return Kronecker(*(inv(f, alg) for f in A.factors))
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: KroneckerSum, alg: Algorithm):
+    """(⊕ A_i)^{-1} = Q diag(1 / (⊕ λ_i)) Q^H with A_i = Q_i Λ_i Q_i^H (self-adjoint factors)."""
+    if "SelfAdjoint" not in A.annotations:
+        return _generic(A, alg)
+    from .eigen import kronecker_sum_eigh
+
+    lam, Q = kronecker_sum_eigh(A)
+    _check_nonzero(A.xp, lam, A)
+    out = Product(Q, Diagonal(1 / lam), Q.H)
+    return _tagged(out, A)
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: BlockDiag, alg: Algorithm):
+    """diag(B_1, ..., B_p)^{-1} = diag(B_1^{-1}, ..., B_p^{-1}) (square blocks)."""
+    if not all(b.is_square for b in A.blocks):
+        return _generic(A, alg)
+    return BlockDiag(*(inv(b, alg) for b in A.blocks))
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Product, alg: Algorithm):
+    """(F_1 ... F_p)^{-1} = F_p^{-1} ... F_1^{-1} (square factors)."""
+    if not all(f.is_square for f in A.factors):
+        return _generic(A, alg)
+    return Product(*(inv(f, alg) for f in reversed(A.factors)))
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Adjoint, alg: Algorithm):
+    """(A^H)^{-1} = (A^{-1})^H."""
+    return inv(A.A, alg).H
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Transpose, alg: Algorithm):
+    """(A^T)^{-1} = (A^{-1})^T."""
+    return inv(A.A, alg).T
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Triangular, alg: Algorithm):
+    """Triangular substitution."""
+    return TriangularInverse(A)
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Tridiagonal, alg: Algorithm):
+    """Banded tridiagonal solve."""
+    A.xp.check_finite(A.diag, f"the diagonal of {A._label()}")
+    return TridiagonalInverse(A)
+
+
+@dispatch(precedence=STRUCTURE)
+def _inv(A: Sum, alg: Algorithm):
+    """Woodbury: (D + U V^H)^{-1} = D^{-1} - D^{-1} U (I + V^H D^{-1} U)^{-1} V^H D^{-1}."""
+    parts = diagonal_plus_low_rank(A)
+    if parts is None:
+        return _generic(A, alg)
+    D, U, V = parts
+    xp = A.xp
+    _check_nonzero(xp, D.d, A)
+    dinv = 1 / D.d
+    W = dinv[:, None] * U  # D^{-1} U            (n, r)
+    Z = xp.conj(dinv)[:, None] * V  # D^{-H} V     (n, r)
+    cap = xp.eye(U.shape[1], A.dtype, A.device) + xp.conj(V).T @ W  # I + V^H D^{-1} U  (r, r)
+    return _tagged(Sum(Diagonal(dinv), LowRank(-_right_solve(xp, cap, W), Z)), A)
+
+
+def _right_solve(xp, C, W):
+    """``W C^{-1}`` via an LU of the small ``C`` (SingularMatrixError if singular)."""
+    lu = xp.lu_factor(C)
+    return xp.conj(xp.lu_solve(lu, xp.conj(W).T, adjoint=True)).T
+
+
+def _generic(A, alg):
+    """Fall through from a structure rule that does not apply to the generic (LinearOperator, alg) rule."""
+    return _inv.invoke(LinearOperator, type(alg))(A, alg)
+
+
+def _tagged(out: LinearOperator, A: LinearOperator) -> LinearOperator:
+    from ..annotations import annotate
+
+    tags = A.annotations & {"PSD", "SelfAdjoint"}
+    return annotate(out, *tags) if tags else out
+
+
+def diagonal_plus_low_rank(A: Sum):
+    """``(Diagonal D, U, V)`` with ``A = D + U V^H`` if the terms allow it, else None.
+
+    Diagonal, Identity and ``c I`` terms form ``D`` (at least one needed); LowRank terms and
+    products ``F @ G`` with a thin middle (``F`` n x r, r < n) form ``U`` and ``V``.
+    """
+    xp = A.xp
+    n = A.shape[0]
+    d = None
+    Us, Vs = [], []
+    for t in A.terms:
+        if isinstance(t, Diagonal):
+            d = t.d if d is None else d + t.d
+        elif isinstance(t, (Identity, ScalarMul)):
+            c = 1 if isinstance(t, Identity) else t.c
+            d = c * xp.ones((n,), A.dtype, A.device) if d is None else d + c
+        elif isinstance(t, LowRank):
+            Us.append(t.U)
+            Vs.append(t.V)
+        elif isinstance(t, Product) and len(t.factors) == 2 and t.factors[0].shape[1] < n:
+            F, G = t.factors
+            Us.append(F.to_dense())
+            Vs.append(xp.conj(G.to_dense()).T)
+        else:
+            return None
+    if d is None or not Us:
+        return None
+    U = Us[0] if len(Us) == 1 else xp.concat(Us, 1)
+    V = Vs[0] if len(Vs) == 1 else xp.concat(Vs, 1)
+    dtype = A.dtype
+    return Diagonal(xp.astype(d, dtype)), xp.astype(U, dtype), xp.astype(V, dtype)

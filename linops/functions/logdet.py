@@ -1,0 +1,234 @@
+"""``slogdet``, ``logdet`` and ``det``, with their structure rules.
+
+* Kronecker ``⊗ A_i`` (A_i n_i x n_i, N = Π n_i): ``log|det| = Σ (N / n_i) log|det A_i|``.
+* KroneckerSum (self-adjoint): ``Σ log|λ_i + μ_j|`` from the factors' eigenvalues.
+* BlockDiag, Product of square factors: sums; Diagonal, Triangular: the diagonal;
+  Identity 0; ``c I``: ``n log|c|``; Permutation: its parity.
+* Diagonal-like + low rank: matrix determinant lemma
+  ``det(D + U V^H) = det(D) det(I + V^H D^{-1} U)``, O(n r^2).
+* Inverses: ``-log|det A|``, reusing the stored factorisation.
+* Otherwise: dense Cholesky (annotated PSD) or LU, chosen by ``Auto``.
+"""
+
+from __future__ import annotations
+
+from ..algorithms import LU, Algorithm, Auto, Cholesky
+from ..errors import DomainError, SingularMatrixError
+from ..operators import (
+    Adjoint,
+    BlockDiag,
+    Diagonal,
+    Identity,
+    Kronecker,
+    KroneckerSum,
+    LinearOperator,
+    Permutation,
+    Product,
+    ScalarMul,
+    Sum,
+    Transpose,
+    Triangular,
+)
+from ._dispatch import STRUCTURE, dispatch, require_square
+from .inverse import CholeskyInverse, Inverse, LUInverse, diagonal_plus_low_rank
+
+__all__ = ["slogdet", "logdet", "det"]
+
+
+def slogdet(A: LinearOperator, alg: Algorithm = Auto()):
+    """``(sign, log|det A|)``; sign is ±1 (a unit complex number for complex A), 0 if singular."""
+    A = require_square(A, "slogdet")
+    return _slogdet(A, alg)
+
+
+def logdet(A: LinearOperator, alg: Algorithm = Auto()):
+    """``log det A``. For a real operator with negative determinant raises DomainError
+    (under ``jax.jit``, where values cannot be inspected, the result is NaN)."""
+    A = require_square(A, "logdet")
+    sign, logabs = _slogdet(A, alg)
+    xp = A.xp
+    if xp.is_complex(A.dtype):
+        return xp.log(xp.astype(sign, A.dtype)) + logabs
+    if xp.is_concrete(sign) and float(sign) < 0:
+        raise DomainError(
+            f"logdet of {A._label()}: the determinant is negative, so its logarithm is not real; "
+            "use lo.slogdet for (sign, log|det|)"
+        )
+    return logabs + xp.log(sign) if not xp.is_concrete(sign) else logabs
+
+
+def det(A: LinearOperator, alg: Algorithm = Auto()):
+    """``det A = sign * exp(log|det A|)`` (may overflow where ``slogdet`` does not)."""
+    A = require_square(A, "det")
+    sign, logabs = _slogdet(A, alg)
+    return sign * A.xp.exp(logabs)
+
+
+def _phase(xp, x):
+    """``x / |x|`` with 0 where x is 0."""
+    a = xp.abs(x)
+    return xp.where(a == 0, 0 * x, x / xp.where(a == 0, 1 + 0 * a, a))
+
+
+def _from_diagonal(xp, d):
+    return xp.prod(_phase(xp, d)), xp.sum(xp.log(xp.abs(d)))
+
+
+# --------------------------------------------------------------------------- rules
+@dispatch
+def _slogdet(A: LinearOperator, alg: Auto):
+    concrete, _ = alg.select("slogdet", A)
+    return _slogdet(A, concrete)
+
+
+@dispatch
+def _slogdet(A: LinearOperator, alg: Cholesky):
+    return _from_factors(CholeskyInverse(A, alg))
+
+
+@dispatch
+def _slogdet(A: LinearOperator, alg: LU):
+    try:
+        Ainv = LUInverse(A)
+    except SingularMatrixError:
+        xp = A.xp
+        return xp.zeros((), A.dtype, A.device), -float("inf") + xp.zeros((), xp.real_dtype(A.dtype), A.device)
+    return _from_factors(Ainv)
+
+
+def _from_factors(Ainv: Inverse):
+    """``(sign, log|det A|)`` of ``A = Ainv.A`` from the factorisation the inverse holds."""
+    xp = Ainv.xp
+    if isinstance(Ainv, CholeskyInverse):
+        return xp.ones((), Ainv.dtype, Ainv.device), 2 * xp.sum(xp.log(xp.real(xp.diagonal(Ainv.L))))
+    if isinstance(Ainv, LUInverse):
+        return xp.lu_slogdet(Ainv.lu)
+    return _slogdet(Ainv.A, Auto())
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Inverse, alg: Algorithm):
+    """log|det A^{-1}| = -log|det A|, from the stored factors when there are any."""
+    sign, logabs = _from_factors(A)
+    return A.xp.conj(sign), -logabs
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Diagonal, alg: Algorithm):
+    return _from_diagonal(A.xp, A.d)
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Triangular, alg: Algorithm):
+    return _from_diagonal(A.xp, A.xp.diagonal(A.M))
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Identity, alg: Algorithm):
+    xp = A.xp
+    return xp.ones((), A.dtype, A.device), xp.zeros((), xp.real_dtype(A.dtype), A.device)
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: ScalarMul, alg: Algorithm):
+    xp = A.xp
+    c = A.c * xp.ones((), A.dtype, A.device)
+    n = A.shape[0]
+    return _phase(xp, c) ** n, n * xp.log(xp.abs(c))
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Permutation, alg: Algorithm):
+    import numpy as np
+
+    xp = A.xp
+    p = np.asarray(xp.to_numpy(A.perm))
+    seen = np.zeros(len(p), bool)
+    transpositions = 0
+    for i in range(len(p)):  # parity = n - number of cycles
+        if not seen[i]:
+            j = i
+            while not seen[j]:
+                seen[j] = True
+                j = p[j]
+            transpositions -= 1
+    transpositions += len(p)
+    sign = -1.0 if transpositions % 2 else 1.0
+    return sign * xp.ones((), A.dtype, A.device), xp.zeros((), xp.real_dtype(A.dtype), A.device)
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Kronecker, alg: Algorithm):
+    """log|det(⊗ A_i)| = Σ (N / n_i) log|det A_i|; sign = Π sign_i^(N / n_i)."""
+    if not all(f.is_square for f in A.factors):
+        return _generic(A, alg)
+    N = A.shape[0]
+    sign, logabs = 1, 0
+    for f in A.factors:
+        s, la = _slogdet(f, alg)
+        p = N // f.shape[0]
+        sign = sign * s**p
+        logabs = logabs + p * la
+    return sign, logabs
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: KroneckerSum, alg: Algorithm):
+    """From the eigenvalues λ_i + μ_j of a self-adjoint Kronecker sum."""
+    if "SelfAdjoint" not in A.annotations:
+        return _generic(A, alg)
+    from .eigen import kronecker_sum_eigh
+
+    lam, _ = kronecker_sum_eigh(A, alg if not isinstance(alg, (Cholesky, LU)) else Auto())
+    return _from_diagonal(A.xp, lam)
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: BlockDiag, alg: Algorithm):
+    if not all(b.is_square for b in A.blocks):
+        return _generic(A, alg)
+    return _combine(_slogdet(b, alg) for b in A.blocks)
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Product, alg: Algorithm):
+    if not all(f.is_square for f in A.factors):
+        return _generic(A, alg)
+    return _combine(_slogdet(f, alg) for f in A.factors)
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Adjoint, alg: Algorithm):
+    sign, logabs = _slogdet(A.A, alg)
+    return A.xp.conj(sign), logabs
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Transpose, alg: Algorithm):
+    return _slogdet(A.A, alg)
+
+
+@dispatch(precedence=STRUCTURE)
+def _slogdet(A: Sum, alg: Algorithm):
+    """Matrix determinant lemma: det(D + U V^H) = det(D) det(I_r + V^H D^{-1} U)."""
+    parts = diagonal_plus_low_rank(A)
+    if parts is None:
+        return _generic(A, alg)
+    D, U, V = parts
+    xp = A.xp
+    cap = xp.eye(U.shape[1], A.dtype, A.device) + xp.conj(V).T @ ((1 / D.d)[:, None] * U)
+    from ..operators import Dense
+
+    return _combine([_from_diagonal(xp, D.d), _slogdet(Dense(cap), Auto())])
+
+
+def _combine(pairs):
+    sign, logabs = 1, 0
+    for s, la in pairs:
+        sign = sign * s
+        logabs = logabs + la
+    return sign, logabs
+
+
+def _generic(A, alg):
+    return _slogdet.invoke(LinearOperator, type(alg))(A, alg)

@@ -1,0 +1,204 @@
+"""``diag`` and ``trace``, with their structure rules.
+
+* Kronecker: ``diag(⊗ A_i) = ⊗ diag(A_i)``, ``tr(⊗ A_i) = Π tr(A_i)``.
+* KroneckerSum: ``diag = Σ_i 1 ⊗ .. ⊗ diag(A_i) ⊗ .. ⊗ 1``, ``tr = Σ_i tr(A_i) N / n_i``.
+* Sum: sums. BlockDiag: concatenated. LowRank ``U V^H``: ``Σ_r U ∘ conj(V)``, O(n r).
+* Diagonal, Identity, ``c I``, Triangular, Tridiagonal, Permutation: read off.
+* Adjoint: conjugate; Transpose: unchanged; ``c A``: c times.
+* Otherwise ``Exact``: from the dense matrix (n products with the operator).
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from ..algorithms import Algorithm, Auto, Exact
+from ..operators import (
+    Adjoint,
+    BlockDiag,
+    Diagonal,
+    Identity,
+    Kronecker,
+    KroneckerSum,
+    LinearOperator,
+    LowRank,
+    Permutation,
+    Product,
+    ScalarMul,
+    Sum,
+    Transpose,
+    Triangular,
+    Tridiagonal,
+)
+from ._dispatch import STRUCTURE, as_operator, dispatch, require_square
+
+__all__ = ["diag", "trace"]
+
+
+def diag(A: LinearOperator, alg: Algorithm = Auto()):
+    """The main diagonal of ``A`` (length min(m, n)) as an array."""
+    return _diag(as_operator(A, "diag"), alg)
+
+
+def trace(A: LinearOperator, alg: Algorithm = Auto()):
+    """The trace of square ``A``."""
+    return _trace(require_square(A, "trace"), alg)
+
+
+def _ones(A, n):
+    return A.xp.ones((n,), A.dtype, A.device)
+
+
+# --------------------------------------------------------------------------- diag
+@dispatch
+def _diag(A: LinearOperator, alg: Auto):
+    concrete, _ = alg.select("diag", A)
+    return _diag(A, concrete)
+
+
+@dispatch
+def _diag(A: LinearOperator, alg: Exact):
+    return A.xp.diagonal(A.to_dense())
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Diagonal, alg: Algorithm):
+    return A.d
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Identity, alg: Algorithm):
+    return _ones(A, A.shape[0])
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: ScalarMul, alg: Algorithm):
+    return A.c * _ones(A, A.shape[0])
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Triangular, alg: Algorithm):
+    return A.xp.diagonal(A.M)
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Tridiagonal, alg: Algorithm):
+    return A.xp.astype(A.diag, A.dtype)
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Permutation, alg: Algorithm):
+    xp = A.xp
+    return xp.astype(A.perm == xp.arange(A.shape[0], A.device), A.dtype)
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Kronecker, alg: Algorithm):
+    """diag(⊗ A_i) = ⊗ diag(A_i) (square factors)."""
+    if not all(f.is_square for f in A.factors):
+        return _diag.invoke(LinearOperator, type(alg))(A, alg)
+    out = _diag(A.factors[0], alg)
+    for f in A.factors[1:]:
+        out = (out[:, None] * _diag(f, alg)[None, :]).reshape(-1)
+    return out
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: KroneckerSum, alg: Algorithm):
+    sizes = [f.shape[0] for f in A.factors]
+    out = None
+    for i, f in enumerate(A.factors):
+        d = _diag(f, alg)
+        left, right = prod(sizes[:i]), prod(sizes[i + 1 :])
+        term = (_ones(A, left)[:, None, None] * d[None, :, None] * _ones(A, right)[None, None, :]).reshape(-1)
+        out = term if out is None else out + term
+    return out
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: BlockDiag, alg: Algorithm):
+    if not all(b.is_square for b in A.blocks):
+        return _diag.invoke(LinearOperator, type(alg))(A, alg)
+    xp = A.xp
+    return xp.concat([xp.astype(_diag(b, alg), A.dtype) for b in A.blocks])
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Sum, alg: Algorithm):
+    out = _diag(A.terms[0], alg)
+    for t in A.terms[1:]:
+        out = out + _diag(t, alg)
+    return out
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: LowRank, alg: Algorithm):
+    """diag(U V^H)_i = Σ_r U_ir conj(V_ir), O(n r) (square A)."""
+    if not A.is_square:
+        return _diag.invoke(LinearOperator, type(alg))(A, alg)
+    return A.xp.sum(A.U * A.xp.conj(A.V), axis=1)
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Product, alg: Algorithm):
+    """``c A``: c diag(A); otherwise exact."""
+    fs = A.factors
+    if isinstance(fs[0], ScalarMul):
+        rest = fs[1] if len(fs) == 2 else Product(*fs[1:])
+        return fs[0].c * _diag(rest, alg)
+    return _diag.invoke(LinearOperator, type(alg))(A, alg)
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Adjoint, alg: Algorithm):
+    return A.xp.conj(_diag(A.A, alg))
+
+
+@dispatch(precedence=STRUCTURE)
+def _diag(A: Transpose, alg: Algorithm):
+    return _diag(A.A, alg)
+
+
+# -------------------------------------------------------------------------- trace
+@dispatch
+def _trace(A: LinearOperator, alg: Algorithm):
+    return A.xp.sum(_diag(A, alg))
+
+
+@dispatch(precedence=STRUCTURE)
+def _trace(A: Kronecker, alg: Algorithm):
+    """tr(⊗ A_i) = Π tr(A_i) (square factors)."""
+    if not all(f.is_square for f in A.factors):
+        return A.xp.sum(_diag(A, alg))
+    out = 1
+    for f in A.factors:
+        out = out * _trace(f, alg)
+    return out
+
+
+@dispatch(precedence=STRUCTURE)
+def _trace(A: KroneckerSum, alg: Algorithm):
+    """tr(⊕ A_i) = Σ_i tr(A_i) N / n_i."""
+    N = A.shape[0]
+    out = 0
+    for f in A.factors:
+        out = out + _trace(f, alg) * (N // f.shape[0])
+    return out
+
+
+@dispatch(precedence=STRUCTURE)
+def _trace(A: Sum, alg: Algorithm):
+    out = 0
+    for t in A.terms:
+        out = out + _trace(t, alg)
+    return out
+
+
+@dispatch(precedence=STRUCTURE)
+def _trace(A: BlockDiag, alg: Algorithm):
+    if not all(b.is_square for b in A.blocks):
+        return A.xp.sum(_diag(A, alg))
+    out = 0
+    for b in A.blocks:
+        out = out + _trace(b, alg)
+    return out
