@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from plum import Dispatcher
 
-from ..errors import NotSquareError, ShapeError
+from ..errors import NotSelfAdjointError, NotSquareError, ShapeError
 from ..operators.base import LinearOperator
 
 dispatch = Dispatcher()
@@ -45,3 +45,27 @@ def check_rhs(A: LinearOperator, b, fn: str) -> None:
             f"lo.{fn}: right-hand side of shape {tuple(b.shape)} does not fit {A._label()}; "
             f"expected ({A.shape[0]},) or ({A.shape[0]}, k)"
         )
+
+
+def dense_checked(A: LinearOperator, hermitian: bool, fn: str):
+    """``A.to_dense()``, checked to be finite and, if ``hermitian``, equal to its adjoint.
+
+    The checks cost O(n^2) next to the O(n^3) factorisation that follows; they are skipped
+    for values being traced (jax.jit), whose contents cannot be inspected.
+    """
+    M = A.to_dense()
+    xp = A.xp
+    xp.check_finite(M, f"the matrix of {A._label()}")
+    if hermitian and xp.is_concrete(M):
+        import numpy as np
+
+        Mn = xp.to_numpy(M)
+        asym = float(np.abs(Mn - Mn.conj().T).max(initial=0))
+        scale = float(np.abs(Mn).max(initial=0))
+        if asym > 100 * xp.eps(A.dtype) * max(scale, 1e-300) * A.shape[0] ** 0.5:
+            raise NotSelfAdjointError(
+                f"lo.{fn} with a Hermitian algorithm needs a self-adjoint operator, but {A._label()} has "
+                f"max |A - A^H| = {asym:.3g} (max |A| = {scale:.3g}); drop the PSD/SelfAdjoint annotation, "
+                "or use lo.LU() / lo.eig for general operators"
+            )
+    return M

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..algorithms import SVD, Algorithm, Auto, Eig, Eigh
-from ..errors import NotSelfAdjointError
 from ..operators import (
     BlockDiag,
     Dense,
@@ -31,7 +30,7 @@ from ..operators import (
     LowRank,
     ScalarMul,
 )
-from ._dispatch import STRUCTURE, dispatch, require_square
+from ._dispatch import STRUCTURE, dense_checked, dispatch, require_square
 
 __all__ = ["eigh", "eig", "svd", "kronecker_sum_eigh"]
 
@@ -119,19 +118,6 @@ def _identity_like(A):
     return Identity(A.shape[0], A.dtype, A.device, backend=None if A._weak else A.xp)
 
 
-def _check_hermitian_dense(A, M, alg):
-    xp = A.xp
-    xp.check_finite(M, f"the matrix of {A._label()}")
-    if getattr(alg, "check_symmetric", True) and xp.is_concrete(M):
-        asym = float(abs(xp.to_numpy(M - xp.conj(M).T)).max())
-        scale = float(abs(xp.to_numpy(M)).max())
-        if asym > 100 * xp.eps(A.dtype) * max(scale, 1e-300) * A.shape[0] ** 0.5:
-            raise NotSelfAdjointError(
-                f"lo.eigh needs a self-adjoint operator, but {A._label()} has max |A - A^H| = {asym:.3g} "
-                f"(max |A| = {scale:.3g}); use lo.eig for general operators"
-            )
-
-
 # --------------------------------------------------------------------------- eigh
 @dispatch
 def _eigh(A: LinearOperator, alg: Auto):
@@ -141,8 +127,7 @@ def _eigh(A: LinearOperator, alg: Auto):
 
 @dispatch
 def _eigh(A: LinearOperator, alg: Eigh):
-    M = A.to_dense()
-    _check_hermitian_dense(A, M, alg)
+    M = dense_checked(A, alg.check_symmetric, "eigh")
     w, Q = A.xp.eigh(M)
     return w, Dense(Q)
 
@@ -151,7 +136,7 @@ def _eigh(A: LinearOperator, alg: Eigh):
 def _eigh(A: Diagonal, alg: Algorithm):
     xp = A.xp
     if xp.is_complex(A.dtype):
-        _check_hermitian_dense(A, A.to_dense(), alg)
+        dense_checked(A, True, "eigh")
     return xp.real(A.d), _identity_like(A)
 
 
@@ -202,9 +187,7 @@ def _eig(A: LinearOperator, alg: Auto):
 
 @dispatch
 def _eig(A: LinearOperator, alg: Eig):
-    M = A.to_dense()
-    A.xp.check_finite(M, f"the matrix of {A._label()}")
-    w, Q = A.xp.eig(M)
+    w, Q = A.xp.eig(dense_checked(A, False, "eig"))
     return w, Dense(Q)
 
 
@@ -248,10 +231,8 @@ def _svd(A: LinearOperator, alg: Auto):
 
 @dispatch
 def _svd(A: LinearOperator, alg: SVD):
-    M = A.to_dense()
     xp = A.xp
-    xp.check_finite(M, f"the matrix of {A._label()}")
-    U, s, Vh = xp.svd(M)
+    U, s, Vh = xp.svd(dense_checked(A, False, "svd"))
     return Dense(U), s, Dense(xp.conj(Vh).T)
 
 

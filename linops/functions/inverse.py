@@ -18,7 +18,7 @@ sides with one factorisation. Rules, each stating its identity:
 from __future__ import annotations
 
 from ..algorithms import LU, Algorithm, Auto, Cholesky
-from ..errors import NotSelfAdjointError, SingularMatrixError
+from ..errors import SingularMatrixError
 from ..operators import (
     Adjoint,
     BlockDiag,
@@ -36,7 +36,7 @@ from ..operators import (
     Triangular,
     Tridiagonal,
 )
-from ._dispatch import STRUCTURE, check_rhs, dispatch, require_square
+from ._dispatch import STRUCTURE, check_rhs, dense_checked, dispatch, require_square
 
 __all__ = ["inv", "solve", "Inverse", "CholeskyInverse", "LUInverse"]
 
@@ -77,28 +77,13 @@ class Inverse(LinearOperator):
         return self._solve(X, adjoint=False)
 
 
-def _dense_checked(A: LinearOperator, check_symmetric: bool):
-    M = A.to_dense()
-    xp = A.xp
-    xp.check_finite(M, f"the matrix of {A._label()}")
-    if check_symmetric and xp.is_concrete(M):
-        asym = float(abs(xp.to_numpy(M - xp.conj(M).T)).max())
-        scale = float(abs(xp.to_numpy(M)).max())
-        if asym > 100 * xp.eps(A.dtype) * max(scale, 1e-300) * A.shape[0] ** 0.5:
-            raise NotSelfAdjointError(
-                f"{A._label()} is not self-adjoint (max |A - A^H| = {asym:.3g}, max |A| = {scale:.3g}) "
-                "but a Hermitian algorithm was asked for; drop the PSD/SelfAdjoint annotation or use lo.LU()"
-            )
-    return M
-
-
 class CholeskyInverse(Inverse):
     """``A^{-1} = L^{-H} L^{-1}`` from the Cholesky factor ``L``; applying it costs 2 n^2 k."""
 
     _leaves = ("A", "L")
 
     def __init__(self, A: LinearOperator, alg: Cholesky = Cholesky()):
-        M = _dense_checked(A, alg.check_symmetric)
+        M = dense_checked(A, alg.check_symmetric, "inv")
         self.L = A.xp.cholesky(M)
         super().__init__(A)
 
@@ -113,7 +98,7 @@ class LUInverse(Inverse):
     _leaves = ("A", "lu")
 
     def __init__(self, A: LinearOperator):
-        M = _dense_checked(A, False)
+        M = dense_checked(A, False, "inv")
         self.lu = A.xp.lu_factor(M)
         super().__init__(A)
 

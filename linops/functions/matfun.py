@@ -29,7 +29,7 @@ from ..operators import (
     Product,
     ScalarMul,
 )
-from ._dispatch import STRUCTURE, dispatch, require_square
+from ._dispatch import STRUCTURE, dense_checked, dispatch, require_square
 from .eigen import _eig, _eigh
 
 __all__ = ["apply", "exp", "log", "sqrt", "isqrt", "pow"]
@@ -126,8 +126,7 @@ def _matfun(A: LinearOperator, alg: Eigh, fn):
 def _matfun(A: LinearOperator, alg: Eig, fn):
     """exp: dense expm; otherwise V f(Λ) V^{-1} from eig (real part for real A)."""
     xp = A.xp
-    M = A.to_dense()
-    xp.check_finite(M, f"the matrix of {A._label()}")
+    M = dense_checked(A, False, fn.name)
     if fn is _EXP:
         return Dense(xp.expm(M))
     w, V = _eig(Dense(M), alg)
