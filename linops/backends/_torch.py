@@ -102,7 +102,7 @@ class TorchBackend(Backend):
         return torch.triu(x, k)
 
     def kron(self, a, b):
-        return torch.kron(a, b)
+        return torch.kron(a.contiguous(), b.contiguous())  # kron fails on some strided views
 
     def einsum(self, spec, *xs):
         return torch.einsum(spec, *xs)

@@ -64,7 +64,7 @@ class Diagonal(LinearOperator):
         return Diagonal(c * self.d)
 
     def _slice(self, rows, cols):
-        if isinstance(rows, slice) and rows == cols:
+        if isinstance(rows, slice) and isinstance(cols, slice) and rows == cols:
             return Diagonal(self.d[rows])
         return None
 
@@ -140,7 +140,7 @@ class ScalarMul(_Weak):
             tags.append("SelfAdjoint")
             if c > 0:
                 tags.append("PSD")
-        super().__init__((n, n), dtype, device, tags)
+        super().__init__((n, n), dtype, device, tags, backend)
 
     def _matmat(self, X):
         return self.c * X

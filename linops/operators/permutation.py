@@ -20,7 +20,7 @@ class Permutation(LinearOperator):
 
     _leaves = ("perm", "inverse_perm")
 
-    def __init__(self, perm, inverse_perm=None):
+    def __init__(self, perm, inverse_perm=None, dtype=None):
         weak = isinstance(perm, (list, tuple, range))
         if weak:
             perm = np.asarray(perm, dtype=np.int64)
@@ -36,7 +36,10 @@ class Permutation(LinearOperator):
             inverse_perm = xp.argsort(perm)
         self.perm, self.inverse_perm = perm, inverse_perm
         object.__setattr__(self, "_weak", weak)
-        dtype = np.dtype(np.float64) if weak or xp.name == "numpy" else xp.default_float()
+        if dtype is not None:
+            dtype = xp.as_dtype(dtype)
+        else:
+            dtype = np.dtype(np.float64) if weak or xp.name == "numpy" else xp.default_float()
         super().__init__((n, n), dtype, xp, xp.device_of(perm), ("Unitary",))
 
     def _matmat(self, X):
@@ -49,12 +52,11 @@ class Permutation(LinearOperator):
         return self.xp.eye(self.shape[0], self.dtype, self.device)[self.perm]
 
     def _transpose(self):
-        return Permutation(self.inverse_perm, self.perm) if not self._weak else Permutation(self.inverse_perm.tolist())
+        if self._weak:
+            return Permutation(self.inverse_perm.tolist())
+        return Permutation(self.inverse_perm, self.perm, self.dtype)
 
     _adjoint = _transpose
 
     def _bind(self, xp, dtype, device):
-        perm = xp.asarray(self.perm, device=device) if xp.name != "numpy" else self.perm
-        out = Permutation(perm, xp.asarray(self.inverse_perm, device=device) if xp.name != "numpy" else self.inverse_perm)
-        object.__setattr__(out, "dtype", dtype)
-        return out
+        return Permutation(xp.asarray(self.perm, device=device), xp.asarray(self.inverse_perm, device=device), dtype)
