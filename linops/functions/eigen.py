@@ -64,9 +64,12 @@ def eig(A: LinearOperator, k: int | None = None, which: str = "LM", alg: Algorit
 
 
 def svd(A: LinearOperator, k: int | None = None, alg: Algorithm = Auto()):
-    """``(U, s, V)`` with ``A = U diag(s) V^H``, ``s`` descending (thin: min(m, n) values).
+    """``(U, s, V)`` with ``A = U diag(s) V^H``, ``s`` descending.
 
-    ``U`` and ``V`` are operators; with ``k`` the top k triplets, ``U`` and ``V`` Dense.
+    At most min(m, n) values: a structure rule may leave out singular values it knows to be
+    exactly zero (LowRank gives its rank r; a Kronecker product of rectangular factors the
+    products of the factors' thin SVDs). ``U`` and ``V`` are operators with orthonormal
+    columns; with ``k`` the top k triplets, ``U`` and ``V`` Dense.
     """
     if not isinstance(A, LinearOperator):
         raise TypeError(f"lo.svd takes a LinearOperator, got {type(A).__name__}; wrap an array with lo.Dense(M)")
