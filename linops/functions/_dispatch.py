@@ -69,3 +69,8 @@ def dense_checked(A: LinearOperator, hermitian: bool, fn: str):
                 "or use lo.LU() / lo.eig for general operators"
             )
     return M
+
+
+def no_rule(fn: str, A: LinearOperator, alg, accepted: str) -> TypeError:
+    """The error for an algorithm that ``fn`` cannot use on ``A`` (a user's choice, not a bug)."""
+    return TypeError(f"lo.{fn} has no rule for {A._label()} with alg={alg!r}; use {accepted}")

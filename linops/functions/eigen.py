@@ -30,7 +30,7 @@ from ..operators import (
     LowRank,
     ScalarMul,
 )
-from ._dispatch import STRUCTURE, dense_checked, dispatch, require_square
+from ._dispatch import STRUCTURE, dense_checked, dispatch, no_rule, require_square
 
 __all__ = ["eigh", "eig", "svd", "kronecker_sum_eigh"]
 
@@ -129,6 +129,11 @@ def _eigh(A: LinearOperator, alg: Auto):
 
 
 @dispatch
+def _eigh(A: LinearOperator, alg: Algorithm):
+    raise no_rule("eigh", A, alg, "lo.Auto() or lo.Eigh()")
+
+
+@dispatch
 def _eigh(A: LinearOperator, alg: Eigh):
     M = dense_checked(A, alg.check_symmetric, "eigh")
     w, Q = A.xp.eigh(M)
@@ -189,6 +194,11 @@ def _eig(A: LinearOperator, alg: Auto):
 
 
 @dispatch
+def _eig(A: LinearOperator, alg: Algorithm):
+    raise no_rule("eig", A, alg, "lo.Auto(), lo.Eig() or lo.Eigh()")
+
+
+@dispatch
 def _eig(A: LinearOperator, alg: Eig):
     w, Q = A.xp.eig(dense_checked(A, False, "eig"))
     return w, Dense(Q)
@@ -230,6 +240,11 @@ def _eig(A: BlockDiag, alg: Algorithm):
 def _svd(A: LinearOperator, alg: Auto):
     concrete, _ = alg.select("svd", A)
     return _svd(A, concrete)
+
+
+@dispatch
+def _svd(A: LinearOperator, alg: Algorithm):
+    raise no_rule("svd", A, alg, "lo.Auto() or lo.SVD()")
 
 
 @dispatch

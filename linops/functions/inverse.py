@@ -36,7 +36,7 @@ from ..operators import (
     Triangular,
     Tridiagonal,
 )
-from ._dispatch import STRUCTURE, check_rhs, dense_checked, dispatch, require_square
+from ._dispatch import STRUCTURE, check_rhs, dense_checked, dispatch, no_rule, require_square
 
 __all__ = ["inv", "solve", "Inverse", "CholeskyInverse", "LUInverse"]
 
@@ -110,12 +110,12 @@ class TriangularInverse(Inverse):
     """Substitution with a triangular operator, O(n^2 k)."""
 
     def __init__(self, A: Triangular):
-        d = A.xp.diagonal(A.M)
+        d = A.xp.diagonal(A.triangle)
         _check_nonzero(A.xp, d, A)
         super().__init__(A)
 
     def _solve(self, X, adjoint):
-        return self.xp.solve_triangular(self.A.M, X, lower=self.A.lower, adjoint=adjoint)
+        return self.xp.solve_triangular(self.A.triangle, X, lower=self.A.lower, adjoint=adjoint)
 
 
 class TridiagonalInverse(Inverse):
@@ -142,6 +142,11 @@ def _inv(A: LinearOperator, alg: Auto):
         return A.H
     concrete, _ = alg.select("inv", A)
     return _inv(A, concrete)
+
+
+@dispatch
+def _inv(A: LinearOperator, alg: Algorithm):
+    raise no_rule("inv", A, alg, "lo.Auto(), lo.Cholesky() or lo.LU()")
 
 
 @dispatch

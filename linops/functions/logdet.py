@@ -29,7 +29,7 @@ from ..operators import (
     Transpose,
     Triangular,
 )
-from ._dispatch import STRUCTURE, dispatch, require_square
+from ._dispatch import STRUCTURE, dispatch, no_rule, require_square
 from .inverse import CholeskyInverse, Inverse, LUInverse, diagonal_plus_low_rank
 
 __all__ = ["slogdet", "logdet", "det"]
@@ -82,6 +82,11 @@ def _slogdet(A: LinearOperator, alg: Auto):
 
 
 @dispatch
+def _slogdet(A: LinearOperator, alg: Algorithm):
+    raise no_rule("slogdet", A, alg, "lo.Auto(), lo.Cholesky() or lo.LU()")
+
+
+@dispatch
 def _slogdet(A: LinearOperator, alg: Cholesky):
     return _from_factors(CholeskyInverse(A, alg))
 
@@ -120,7 +125,7 @@ def _slogdet(A: Diagonal, alg: Algorithm):
 
 @dispatch(precedence=STRUCTURE)
 def _slogdet(A: Triangular, alg: Algorithm):
-    return _from_diagonal(A.xp, A.xp.diagonal(A.M))
+    return _from_diagonal(A.xp, A.xp.diagonal(A.triangle))
 
 
 @dispatch(precedence=STRUCTURE)
@@ -142,6 +147,8 @@ def _slogdet(A: Permutation, alg: Algorithm):
     import numpy as np
 
     xp = A.xp
+    if not xp.is_concrete(A.perm):  # traced (jax.jit): the parity needs the values
+        return _generic(A, alg)
     p = np.asarray(xp.to_numpy(A.perm))
     seen = np.zeros(len(p), bool)
     transpositions = 0

@@ -30,7 +30,7 @@ from ..operators import (
     Triangular,
     Tridiagonal,
 )
-from ._dispatch import STRUCTURE, as_operator, dispatch, require_square
+from ._dispatch import STRUCTURE, as_operator, dispatch, no_rule, require_square
 
 __all__ = ["diag", "trace"]
 
@@ -57,6 +57,11 @@ def _diag(A: LinearOperator, alg: Auto):
 
 
 @dispatch
+def _diag(A: LinearOperator, alg: Algorithm):
+    raise no_rule("diag", A, alg, "lo.Auto() or lo.Exact()")
+
+
+@dispatch
 def _diag(A: LinearOperator, alg: Exact):
     return A.xp.diagonal(A.to_dense())
 
@@ -78,7 +83,7 @@ def _diag(A: ScalarMul, alg: Algorithm):
 
 @dispatch(precedence=STRUCTURE)
 def _diag(A: Triangular, alg: Algorithm):
-    return A.xp.diagonal(A.M)
+    return A.xp.diagonal(A.triangle)
 
 
 @dispatch(precedence=STRUCTURE)

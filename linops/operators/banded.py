@@ -23,18 +23,26 @@ class Triangular(LinearOperator):
             raise ShapeError(f"Triangular needs a 2-D array, got {type(M).__name__}")
         if M.shape[0] != M.shape[1]:
             raise NotSquareError(f"Triangular needs a square array, got shape {tuple(M.shape)}")
-        self.M = xp.tril(M) if lower else xp.triu(M)
+        self.M = M
         self.lower = bool(lower)
         super().__init__(M.shape, M.dtype, xp, xp.device_of(M), ())
 
+    # Every use masks the triangle again: a leaf replaced through the pytree protocol (a
+    # cotangent, a vmapped batch) need not be triangular, and gradients must not depend on
+    # entries the operator ignores. The mask costs O(n^2), the order of a product itself.
+    @property
+    def triangle(self):
+        """The triangle as an array (masked on every use)."""
+        return self.xp.tril(self.M) if self.lower else self.xp.triu(self.M)
+
     def _matmat(self, X):
-        return self.M @ X
+        return self.triangle @ X
 
     def _rmatmat(self, X):
-        return X @ self.M
+        return X @ self.triangle
 
     def to_dense(self):
-        return self.M
+        return self.triangle
 
     def _transpose(self):
         return Triangular(self.M.T, lower=not self.lower)
