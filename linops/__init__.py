@@ -5,7 +5,8 @@
 >>> float(lo.logdet(K))  # 4 log det(2 I_3)
 8.317766166719343
 
-Importing linops loads numpy and plum; scipy, torch and jax load when first needed.
+Importing linops loads numpy only. plum (the dispatcher) loads with the first use of a
+function such as ``lo.solve``; scipy, torch and jax when first needed.
 """
 
 from typing import TYPE_CHECKING
@@ -50,7 +51,7 @@ from .operators import (
 
 __version__ = "0.1.0"
 
-# The dispatched functions load on first use: plum (and its beartype) cost about 0.15 s to
+# The dispatched functions load on first use: plum (and its beartype) cost about 0.18 s to
 # import, more than the rest of linops together, and a user who only builds operators
 # should not pay it. `lo.solve` etc. behave exactly as if imported eagerly.
 _FUNCTIONS = frozenset(

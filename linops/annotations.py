@@ -22,7 +22,7 @@ annotated PSD that is not raises :class:`~linops.errors.NotPSDError`.
 from __future__ import annotations
 
 from .errors import NotSquareError
-from .operators.base import LinearOperator, tree_flatten, tree_unflatten
+from .operators.base import LinearOperator, with_annotations
 
 __all__ = ["PSD", "SelfAdjoint", "Unitary", "annotate", "shared", "is_psd", "is_self_adjoint", "is_unitary"]
 
@@ -40,9 +40,7 @@ def annotate(A: LinearOperator, *tags: str) -> LinearOperator:
         full.update(_IMPLIES[t])
     if full == A.annotations:
         return A
-    children, (cls, static) = tree_flatten(A)
-    static = tuple((k, frozenset(full) if k == "annotations" else v) for k, v in static)
-    return tree_unflatten((cls, static), children)
+    return with_annotations(A, full)
 
 
 def PSD(A: LinearOperator) -> LinearOperator:

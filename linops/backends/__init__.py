@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import BackendMismatchError
 from ._base import Backend
 
-__all__ = ["Backend", "backend_of", "backend_named", "common_backend", "is_array", "on_backend_load"]
+__all__ = ["Backend", "backend_of", "backend_named", "common_backend", "is_array", "is_concrete", "on_backend_load"]
 
 _BY_TYPE: dict[type, Backend | None] = {}
 _BY_NAME: dict[str, Backend] = {}
@@ -78,6 +78,15 @@ def backend_of(x: Any) -> Backend | None:
         be = None  # e.g. numpy scalars are arrays, numpy modules are not
     _BY_TYPE[tp] = be
     return be
+
+
+def is_concrete(x: Any) -> bool:
+    """False for a value being traced (jax.jit/vmap/grad), whose contents cannot be read."""
+    be = backend_of(x)
+    if be is None:
+        tp = type(x).__module__.partition(".")[0]
+        return tp not in ("jax", "jaxlib")
+    return be.is_concrete(x)
 
 
 def is_array(x: Any) -> bool:

@@ -10,6 +10,10 @@ This is the only use of precedence in linops.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+
 from plum import Dispatcher
 
 from ..errors import NotSelfAdjointError, NotSquareError, ShapeError
@@ -19,6 +23,44 @@ dispatch = Dispatcher()
 
 #: precedence of structure rules over the generic (operator, algorithm) rules
 STRUCTURE = 1
+
+
+def when(condition, needs: str, fallback):
+    """Make a structure rule conditional: if ``condition(A)`` fails, ``fallback(A, alg, ...)`` runs.
+
+    The condition is kept on the rule (``rule.condition``) so that ``lo.explain`` reports
+    a rule that does not apply, and what it needs, instead of naming it wrongly.
+    """
+
+    def decorate(rule):
+        @functools.wraps(rule)
+        def conditional(A, alg, *rest):
+            if not condition(A):
+                return fallback(A, alg, *rest)
+            return rule(A, alg, *rest)
+
+        # plum reads the signature: give the wrapper the rule's, with annotations resolved
+        # here (the rule's module uses postponed annotations; a closure cannot resolve them)
+        hints = typing.get_type_hints(rule)
+        sig = inspect.signature(rule)
+        conditional.__signature__ = sig.replace(
+            parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()]
+        )
+        conditional.__annotations__ = hints
+        del conditional.__wrapped__
+        conditional.condition = (condition, needs)
+        return conditional
+
+    return decorate
+
+
+def square_parts(attr: str):
+    """Condition: every part in ``A.<attr>`` (factors, blocks) is square."""
+    return lambda A: all(p.is_square for p in getattr(A, attr))
+
+
+def self_adjoint(A) -> bool:
+    return "SelfAdjoint" in A.annotations
 
 
 def as_operator(A, fn: str) -> LinearOperator:

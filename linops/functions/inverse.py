@@ -18,6 +18,7 @@ sides with one factorisation. Rules, each stating its identity:
 from __future__ import annotations
 
 from ..algorithms import LU, Algorithm, Auto, Cholesky
+from ..backends import is_concrete
 from ..errors import SingularMatrixError
 from ..operators import (
     Adjoint,
@@ -36,7 +37,7 @@ from ..operators import (
     Triangular,
     Tridiagonal,
 )
-from ._dispatch import STRUCTURE, check_rhs, dense_checked, dispatch, no_rule, require_square
+from ._dispatch import STRUCTURE, check_rhs, dense_checked, dispatch, no_rule, require_square, self_adjoint, square_parts, when
 
 __all__ = ["inv", "solve", "Inverse", "CholeskyInverse", "LUInverse"]
 
@@ -180,7 +181,7 @@ def _inv(A: Identity, alg: Algorithm):
 @dispatch(precedence=STRUCTURE)
 def _inv(A: ScalarMul, alg: Algorithm):
     """(c I)^{-1} = (1/c) I."""
-    if A.xp.is_concrete(A.c) and A.c == 0:
+    if is_concrete(A.c) and A.c == 0:
         raise SingularMatrixError(f"{A._label()} is zero, so singular")
     return ScalarMul(1 / A.c, A.shape[0], like=A)
 
@@ -192,18 +193,16 @@ def _inv(A: Permutation, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("factors"), "square factors", lambda A, alg: _generic(A, alg))
 def _inv(A: Kronecker, alg: Algorithm):
     """(A_1 ⊗ ... ⊗ A_p)^{-1} = A_1^{-1} ⊗ ... ⊗ A_p^{-1} (square factors)."""
-    if not all(f.is_square for f in A.factors):
-        return _generic(A, alg)
     return Kronecker(*(inv(f, alg) for f in A.factors))
 
 
 @dispatch(precedence=STRUCTURE)
+@when(self_adjoint, "self-adjoint factors (annotate them)", lambda A, alg: _generic(A, alg))
 def _inv(A: KroneckerSum, alg: Algorithm):
     """(⊕ A_i)^{-1} = Q diag(1 / (⊕ λ_i)) Q^H with A_i = Q_i Λ_i Q_i^H (self-adjoint factors)."""
-    if "SelfAdjoint" not in A.annotations:
-        return _generic(A, alg)
     from .eigen import kronecker_sum_eigh
 
     lam, Q = kronecker_sum_eigh(A)
@@ -213,18 +212,16 @@ def _inv(A: KroneckerSum, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("blocks"), "square blocks", lambda A, alg: _generic(A, alg))
 def _inv(A: BlockDiag, alg: Algorithm):
     """diag(B_1, ..., B_p)^{-1} = diag(B_1^{-1}, ..., B_p^{-1}) (square blocks)."""
-    if not all(b.is_square for b in A.blocks):
-        return _generic(A, alg)
     return BlockDiag(*(inv(b, alg) for b in A.blocks))
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("factors"), "square factors", lambda A, alg: _generic(A, alg))
 def _inv(A: Product, alg: Algorithm):
     """(F_1 ... F_p)^{-1} = F_p^{-1} ... F_1^{-1} (square factors)."""
-    if not all(f.is_square for f in A.factors):
-        return _generic(A, alg)
     return Product(*(inv(f, alg) for f in reversed(A.factors)))
 
 
@@ -254,12 +251,10 @@ def _inv(A: Tridiagonal, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(lambda A: is_diagonal_plus_low_rank(A), "terms: diagonal-like + low rank", lambda A, alg: _generic(A, alg))
 def _inv(A: Sum, alg: Algorithm):
     """Woodbury: (D + U V^H)^{-1} = D^{-1} - D^{-1} U (I + V^H D^{-1} U)^{-1} V^H D^{-1}."""
-    parts = diagonal_plus_low_rank(A)
-    if parts is None:
-        return _generic(A, alg)
-    D, U, V = parts
+    D, U, V = diagonal_plus_low_rank(A)
     xp = A.xp
     _check_nonzero(xp, D.d, A)
     dinv = 1 / D.d
@@ -287,6 +282,19 @@ def _tagged(out: LinearOperator, A: LinearOperator) -> LinearOperator:
     return annotate(out, *tags) if tags else out
 
 
+def _thin_product(t, n) -> bool:
+    return isinstance(t, Product) and len(t.factors) == 2 and t.factors[0].shape[1] < n
+
+
+def is_diagonal_plus_low_rank(A: Sum) -> bool:
+    """Whether :func:`diagonal_plus_low_rank` applies (a cheap check on the terms' types)."""
+    n = A.shape[0]
+    has_d = any(isinstance(t, (Diagonal, Identity, ScalarMul)) for t in A.terms)
+    has_r = any(isinstance(t, LowRank) or _thin_product(t, n) for t in A.terms)
+    others = all(isinstance(t, (Diagonal, Identity, ScalarMul, LowRank)) or _thin_product(t, n) for t in A.terms)
+    return has_d and has_r and others
+
+
 def diagonal_plus_low_rank(A: Sum):
     """``(Diagonal D, U, V)`` with ``A = D + U V^H`` if the terms allow it, else None.
 
@@ -306,7 +314,7 @@ def diagonal_plus_low_rank(A: Sum):
         elif isinstance(t, LowRank):
             Us.append(t.U)
             Vs.append(t.V)
-        elif isinstance(t, Product) and len(t.factors) == 2 and t.factors[0].shape[1] < n:
+        elif _thin_product(t, n):
             F, G = t.factors
             Us.append(F.to_dense())
             Vs.append(xp.conj(G.to_dense()).T)

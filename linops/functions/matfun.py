@@ -29,7 +29,7 @@ from ..operators import (
     Product,
     ScalarMul,
 )
-from ._dispatch import STRUCTURE, dense_checked, dispatch, no_rule, require_square
+from ._dispatch import when, STRUCTURE, dense_checked, dispatch, no_rule, require_square
 from .eigen import _eig, _eigh
 
 __all__ = ["apply", "exp", "log", "sqrt", "isqrt", "pow"]
@@ -164,21 +164,31 @@ def _matfun(A: BlockDiag, alg: Algorithm, fn):
     return BlockDiag(*(_matfun(require_square(b, fn.name), alg, fn) for b in A.blocks))
 
 
-@dispatch(precedence=STRUCTURE)
-def _matfun(A: Kronecker, alg: Algorithm, fn):
-    """(⊗ A_i)^p = ⊗ A_i^p and log(⊗ A_i) = ⊕ log A_i, for PSD factors."""
+def _generic(A, alg, fn):
+    return _matfun.invoke(LinearOperator, type(alg), object)(A, alg, fn)
+
+
+def _factorwise(A, alg, fn):
+    """Kronecker of PSD factors under a power or log; the rest goes the eigen route."""
     fs = A.factors
     if all("PSD" in f.annotations for f in fs):
         if fn.power is not None:
             return Kronecker(*(_matfun(f, alg, fn) for f in fs))
         if fn is _LOG:
             return KroneckerSum(*(_matfun(f, alg, fn) for f in fs))
-    return _matfun.invoke(LinearOperator, type(alg), object)(A, alg, fn)
+    return _generic(A, alg, fn)
+
+
+@dispatch(precedence=STRUCTURE)
+@when(lambda A: all("PSD" in f.annotations for f in A.factors), "PSD factors (for powers and log)", _generic)
+def _matfun(A: Kronecker, alg: Algorithm, fn):
+    """(⊗ A_i)^p = ⊗ A_i^p and log(⊗ A_i) = ⊕ log A_i, for PSD factors."""
+    return _factorwise(A, alg, fn)
 
 
 @dispatch(precedence=STRUCTURE)
 def _matfun(A: KroneckerSum, alg: Algorithm, fn):
-    """exp(⊕ A_i) = ⊗ exp(A_i)."""
+    """exp(⊕ A_i) = ⊗ exp(A_i) (other functions: the eigen route)."""
     if fn is _EXP:
         return Kronecker(*(_matfun(f, alg, fn) for f in A.factors))
-    return _matfun.invoke(LinearOperator, type(alg), object)(A, alg, fn)
+    return _generic(A, alg, fn)

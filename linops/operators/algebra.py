@@ -141,7 +141,6 @@ class Adjoint(LinearOperator):
     def __init__(self, A: LinearOperator):
         self.A = A
         super().__init__(A.shape[::-1], A.dtype, A.xp, A.device, A.annotations)
-        object.__setattr__(self, "_weak", A._weak)
 
     def _matmat(self, X):
         conj = self.xp.conj
@@ -166,7 +165,6 @@ class Transpose(LinearOperator):
     def __init__(self, A: LinearOperator):
         self.A = A
         super().__init__(A.shape[::-1], A.dtype, A.xp, A.device, A.annotations)
-        object.__setattr__(self, "_weak", A._weak)
 
     def _matmat(self, X):
         return self.A._rmatmat(X.T).T
@@ -188,13 +186,24 @@ class Sliced(LinearOperator):
     it costs one product with ``A``.
     """
 
-    _leaves = ("A", "rows", "cols")
+    _leaves = ("A", "row_index", "col_index")
 
     def __init__(self, A: LinearOperator, rows: Any, cols: Any):
-        # rows/cols: a (start, stop, step) tuple (static) or an integer index array (a leaf)
-        self.A, self.rows, self.cols = A, rows, cols
+        # each of rows/cols is a (start, stop, step) tuple, kept static, or an integer index
+        # array, kept as a leaf (so jax.jit traces arrays and never the slice bounds)
+        self.A = A
+        self.row_index, self.row_range = (None, rows) if isinstance(rows, tuple) else (rows, None)
+        self.col_index, self.col_range = (None, cols) if isinstance(cols, tuple) else (cols, None)
         m, n = (_index_len(i) for i in (rows, cols))
         super().__init__((m, n), A.dtype, A.xp, A.device, ())
+
+    @property
+    def rows(self):
+        return self.row_range if self.row_index is None else self.row_index
+
+    @property
+    def cols(self):
+        return self.col_range if self.col_index is None else self.col_index
 
     def _matmat(self, X):
         A, cols = self.A, self.cols

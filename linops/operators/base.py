@@ -21,6 +21,7 @@ them are tracked by autograd like any other.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +29,9 @@ import numpy as np
 from ..backends import Backend, backend_named, backend_of, common_backend, on_backend_load
 from ..errors import BackendMismatchError, DeviceMismatchError, ShapeError
 
-__all__ = ["LinearOperator", "combine", "is_scalar", "scaled_annotations", "tree_flatten", "tree_unflatten"]
+__all__ = [
+    "LinearOperator", "combine", "is_scalar", "scaled_annotations", "tree_flatten", "tree_unflatten", "with_annotations",
+]
 
 _NUMPY = backend_named("numpy")
 
@@ -78,7 +81,12 @@ class LinearOperator:
         d["dtype"] = dtype
         d["device"] = device
         d["annotations"] = frozenset(annotations)
+        kids = self._children()
+        if kids and all(k._weak for k in kids):  # a composite of weak operators is weak too
+            d["_weak"] = True
         d["_frozen"] = True
+        if _JAX_REGISTERED is None and "jax" in sys.modules:  # jax imported by the user first
+            backend_named("jax")
 
     def __setattr__(self, name, value):
         if self.__dict__.get("_frozen", False):
@@ -111,15 +119,15 @@ class LinearOperator:
     # --------------------------------------------------------------- sugar
     @property
     def T(self) -> LinearOperator:
-        return self._transpose()
+        return _keep(self._transpose(), self.annotations)
 
     @property
     def H(self) -> LinearOperator:
         if "SelfAdjoint" in self.annotations:
             return self
         if not self.xp.is_complex(self.dtype):
-            return self._transpose()
-        return self._adjoint()
+            return self.T
+        return _keep(self._adjoint(), self.annotations)
 
     def _transpose(self) -> LinearOperator:
         from .algebra import Transpose
@@ -217,17 +225,17 @@ class LinearOperator:
             if isinstance(c, LinearOperator):
                 raise TypeError("`A * B` is not defined for operators: use `A @ B` for the product")
             return self._no_array_arith(c, "*")
-        return self._scale(c)
+        return _keep(self._scale(c), scaled_annotations(self.annotations, c))
 
     __rmul__ = __mul__
 
     def __truediv__(self, c):
         if not is_scalar(c):
             return self._no_array_arith(c, "/")
-        return self._scale(1 / c)
+        return self * (1 / c)
 
     def __neg__(self):
-        return self._scale(-1)
+        return self * -1
 
     def __pos__(self):
         return self
@@ -286,8 +294,29 @@ class LinearOperator:
 
     # ----------------------------------------------------- composition helpers
     def _bind(self, xp: Backend, dtype, device) -> LinearOperator:
-        """A weakly typed operator re-made on ``xp``; strong operators return themselves."""
-        return self
+        """A weakly typed operator re-made on ``xp``; strong operators return themselves.
+
+        Weak leaves (Identity, ScalarMul, ...) override this; a weak composite binds its parts.
+        """
+        if not self._weak:
+            return self
+        children, (cls, static) = tree_flatten(self)
+        children = tuple(_bind_tree(c, xp, dtype, device) for c in children)
+        static = dict(static)
+        static.update(xp=xp, dtype=dtype, device=device, _weak=False)
+        return tree_unflatten((cls, tuple(static.items())), children)
+
+
+def with_annotations(op: LinearOperator, tags) -> LinearOperator:
+    """A copy of ``op`` whose annotations are ``tags`` (no checks: see linops.annotations)."""
+    children, (cls, static) = tree_flatten(op)
+    static = tuple((k, frozenset(tags) if k == "annotations" else v) for k, v in static)
+    return tree_unflatten((cls, static), children)
+
+
+def _keep(out: LinearOperator, tags: frozenset) -> LinearOperator:
+    """``out`` with ``tags`` added: what a rebuilt operator (A.T, c * A) knows from its source."""
+    return out if tags <= out.annotations else with_annotations(out, out.annotations | tags)
 
 
 def combine(ops, what: str = "operators"):
@@ -310,6 +339,16 @@ def combine(ops, what: str = "operators"):
     if strong and len(strong) != len(ops):
         ops = tuple(op._bind(xp, dtype, device) if op._weak else op for op in ops)
     return tuple(ops), xp, dtype, device
+
+
+def _bind_tree(obj, xp, dtype, device):
+    if isinstance(obj, LinearOperator):
+        return obj._bind(xp, dtype, device)
+    if isinstance(obj, tuple):
+        return tuple(_bind_tree(o, xp, dtype, device) for o in obj)
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # an array held by a weak operator
+        return xp.asarray(obj, device=device)
+    return obj
 
 
 # --------------------------------------------------------------- pytree protocol

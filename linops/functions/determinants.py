@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from ..algorithms import LU, Algorithm, Auto, Cholesky
-from ..errors import DomainError, SingularMatrixError
+from ..errors import DomainError, NotPSDError, SingularMatrixError
 from ..operators import (
     Adjoint,
     BlockDiag,
@@ -29,8 +29,8 @@ from ..operators import (
     Transpose,
     Triangular,
 )
-from ._dispatch import STRUCTURE, dispatch, no_rule, require_square
-from .inverse import CholeskyInverse, Inverse, LUInverse, diagonal_plus_low_rank
+from ._dispatch import square_parts, self_adjoint, when, STRUCTURE, dispatch, no_rule, require_square
+from .inverse import CholeskyInverse, Inverse, LUInverse, diagonal_plus_low_rank, is_diagonal_plus_low_rank
 
 __all__ = ["slogdet", "logdet", "det"]
 
@@ -49,7 +49,7 @@ def logdet(A: LinearOperator, alg: Algorithm = Auto()):
     xp = A.xp
     if xp.is_complex(A.dtype):
         return xp.log(xp.astype(sign, A.dtype)) + logabs
-    if xp.is_concrete(sign) and float(sign) < 0:
+    if xp.is_concrete(sign) and float(xp.to_numpy(sign)) < 0:
         raise DomainError(
             f"logdet of {A._label()}: the determinant is negative, so its logarithm is not real; "
             "use lo.slogdet for (sign, log|det|)"
@@ -88,7 +88,14 @@ def _slogdet(A: LinearOperator, alg: Algorithm):
 
 @dispatch
 def _slogdet(A: LinearOperator, alg: Cholesky):
-    return _from_factors(CholeskyInverse(A, alg))
+    try:
+        return _from_factors(CholeskyInverse(A, alg))
+    except NotPSDError:
+        # semi-definite and singular (det 0) is allowed by the PSD promise; indefinite is not
+        sign, logabs = _slogdet(A, LU())
+        if not A.xp.is_concrete(sign) or float(A.xp.to_numpy(abs(sign))) != 0:
+            raise
+        return sign, logabs
 
 
 @dispatch
@@ -143,12 +150,12 @@ def _slogdet(A: ScalarMul, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(lambda A: A.xp.is_concrete(A.perm), "concrete indices (not traced by jax.jit)", lambda A, alg: _generic(A, alg))
 def _slogdet(A: Permutation, alg: Algorithm):
+    """The sign is the permutation's parity, from its cycles; |det| = 1."""
     import numpy as np
 
     xp = A.xp
-    if not xp.is_concrete(A.perm):  # traced (jax.jit): the parity needs the values
-        return _generic(A, alg)
     p = np.asarray(xp.to_numpy(A.perm))
     seen = np.zeros(len(p), bool)
     transpositions = 0
@@ -165,10 +172,9 @@ def _slogdet(A: Permutation, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("factors"), "square factors", lambda A, alg: _generic(A, alg))
 def _slogdet(A: Kronecker, alg: Algorithm):
     """log|det(⊗ A_i)| = Σ (N / n_i) log|det A_i|; sign = Π sign_i^(N / n_i)."""
-    if not all(f.is_square for f in A.factors):
-        return _generic(A, alg)
     N = A.shape[0]
     sign, logabs = 1, 0
     for f in A.factors:
@@ -180,10 +186,9 @@ def _slogdet(A: Kronecker, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(self_adjoint, "self-adjoint factors (annotate them)", lambda A, alg: _generic(A, alg))
 def _slogdet(A: KroneckerSum, alg: Algorithm):
     """From the eigenvalues λ_i + μ_j of a self-adjoint Kronecker sum."""
-    if "SelfAdjoint" not in A.annotations:
-        return _generic(A, alg)
     from .eigen import kronecker_sum_eigh
 
     lam, _ = kronecker_sum_eigh(A, alg if not isinstance(alg, (Cholesky, LU)) else Auto())
@@ -191,16 +196,16 @@ def _slogdet(A: KroneckerSum, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("blocks"), "square blocks", lambda A, alg: _generic(A, alg))
 def _slogdet(A: BlockDiag, alg: Algorithm):
-    if not all(b.is_square for b in A.blocks):
-        return _generic(A, alg)
+    """log|det| of the blocks, summed."""
     return _combine(_slogdet(b, alg) for b in A.blocks)
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("factors"), "square factors", lambda A, alg: _generic(A, alg))
 def _slogdet(A: Product, alg: Algorithm):
-    if not all(f.is_square for f in A.factors):
-        return _generic(A, alg)
+    """log|det| of the factors, summed."""
     return _combine(_slogdet(f, alg) for f in A.factors)
 
 
@@ -216,12 +221,10 @@ def _slogdet(A: Transpose, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(is_diagonal_plus_low_rank, "terms: diagonal-like + low rank", lambda A, alg: _generic(A, alg))
 def _slogdet(A: Sum, alg: Algorithm):
     """Matrix determinant lemma: det(D + U V^H) = det(D) det(I_r + V^H D^{-1} U)."""
-    parts = diagonal_plus_low_rank(A)
-    if parts is None:
-        return _generic(A, alg)
-    D, U, V = parts
+    D, U, V = diagonal_plus_low_rank(A)
     xp = A.xp
     cap = xp.eye(U.shape[1], A.dtype, A.device) + xp.conj(V).T @ ((1 / D.d)[:, None] * U)
     from ..operators import Dense

@@ -30,7 +30,7 @@ from ..operators import (
     Triangular,
     Tridiagonal,
 )
-from ._dispatch import STRUCTURE, as_operator, dispatch, no_rule, require_square
+from ._dispatch import square_parts, when, STRUCTURE, as_operator, dispatch, no_rule, require_square
 
 __all__ = ["diag", "trace"]
 
@@ -98,10 +98,9 @@ def _diag(A: Permutation, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("factors"), "square factors", lambda A, alg: _exact_diag(A, alg))
 def _diag(A: Kronecker, alg: Algorithm):
     """diag(⊗ A_i) = ⊗ diag(A_i) (square factors)."""
-    if not all(f.is_square for f in A.factors):
-        return _diag.invoke(LinearOperator, type(alg))(A, alg)
     out = _diag(A.factors[0], alg)
     for f in A.factors[1:]:
         out = (out[:, None] * _diag(f, alg)[None, :]).reshape(-1)
@@ -121,9 +120,9 @@ def _diag(A: KroneckerSum, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("blocks"), "square blocks", lambda A, alg: _exact_diag(A, alg))
 def _diag(A: BlockDiag, alg: Algorithm):
-    if not all(b.is_square for b in A.blocks):
-        return _diag.invoke(LinearOperator, type(alg))(A, alg)
+    """The blocks' diagonals, concatenated."""
     xp = A.xp
     return xp.concat([xp.astype(_diag(b, alg), A.dtype) for b in A.blocks])
 
@@ -137,20 +136,22 @@ def _diag(A: Sum, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(lambda A: A.is_square, "a square operator", lambda A, alg: _exact_diag(A, alg))
 def _diag(A: LowRank, alg: Algorithm):
     """diag(U V^H)_i = Σ_r U_ir conj(V_ir), O(n r) (square A)."""
-    if not A.is_square:
-        return _diag.invoke(LinearOperator, type(alg))(A, alg)
     return A.xp.sum(A.U * A.xp.conj(A.V), axis=1)
 
 
 @dispatch(precedence=STRUCTURE)
+@when(lambda A: isinstance(A.factors[0], ScalarMul), "a scalar first factor (c A)", lambda A, alg: _exact_diag(A, alg))
 def _diag(A: Product, alg: Algorithm):
-    """``c A``: c diag(A); otherwise exact."""
+    """diag(c A) = c diag(A)."""
     fs = A.factors
-    if isinstance(fs[0], ScalarMul):
-        rest = fs[1] if len(fs) == 2 else Product(*fs[1:])
-        return fs[0].c * _diag(rest, alg)
+    rest = fs[1] if len(fs) == 2 else Product(*fs[1:])
+    return fs[0].c * _diag(rest, alg)
+
+
+def _exact_diag(A, alg):
     return _diag.invoke(LinearOperator, type(alg))(A, alg)
 
 
@@ -171,10 +172,9 @@ def _trace(A: LinearOperator, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("factors"), "square factors", lambda A, alg: A.xp.sum(_diag(A, alg)))
 def _trace(A: Kronecker, alg: Algorithm):
     """tr(⊗ A_i) = Π tr(A_i) (square factors)."""
-    if not all(f.is_square for f in A.factors):
-        return A.xp.sum(_diag(A, alg))
     out = 1
     for f in A.factors:
         out = out * _trace(f, alg)
@@ -200,9 +200,9 @@ def _trace(A: Sum, alg: Algorithm):
 
 
 @dispatch(precedence=STRUCTURE)
+@when(square_parts("blocks"), "square blocks", lambda A, alg: A.xp.sum(_diag(A, alg)))
 def _trace(A: BlockDiag, alg: Algorithm):
-    if not all(b.is_square for b in A.blocks):
-        return A.xp.sum(_diag(A, alg))
+    """The blocks' traces, summed."""
     out = 0
     for b in A.blocks:
         out = out + _trace(b, alg)
