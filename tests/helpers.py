@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from linops.operators.base import LinearOperator, tree_flatten, tree_unflatten
+
 from .zoo import Config, to_np
 
 
@@ -26,3 +28,15 @@ def rhs(cfg: Config, n: int, k: int | None = None, seed: int = 7):
         b = b + 1j * rng.standard_normal(shape)
     b = b.astype(cfg.dtype)
     return cfg.arr(b), b.astype(np.complex128 if cfg.complex else np.float64)
+
+
+def map_leaves(obj, fn):
+    """Rebuild an operator tree with each array leaf replaced by ``fn(leaf)``."""
+    if isinstance(obj, LinearOperator):
+        children, aux = tree_flatten(obj)
+        return tree_unflatten(aux, tuple(map_leaves(c, fn) for c in children))
+    if isinstance(obj, tuple):
+        return tuple(map_leaves(c, fn) for c in obj)
+    if hasattr(obj, "dtype") and hasattr(obj, "shape"):
+        return fn(obj)
+    return obj

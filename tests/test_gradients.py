@@ -12,24 +12,12 @@ import numpy as np
 import pytest
 
 import linops as lo
-from linops.operators.base import LinearOperator, tree_flatten, tree_unflatten
 
+from .helpers import map_leaves
 from .zoo import CASES, Config
 
 GRAD_CASES = [c for c in CASES if c.square and c.invertible and not c.name.startswith("inverse")]
 SA_CASES = [c for c in GRAD_CASES if c.self_adjoint]
-
-
-def map_leaves(obj, fn):
-    """Rebuild an operator tree with each array leaf replaced by ``fn(leaf)``."""
-    if isinstance(obj, LinearOperator):
-        children, aux = tree_flatten(obj)
-        return tree_unflatten(aux, tuple(map_leaves(c, fn) for c in children))
-    if isinstance(obj, tuple):
-        return tuple(map_leaves(c, fn) for c in obj)
-    if hasattr(obj, "dtype") and hasattr(obj, "shape"):
-        return fn(obj)
-    return obj
 
 
 def objective(name, backend):

@@ -20,6 +20,7 @@ import linops as lo
 class Config:
     backend: str
     dtype: str
+    device: str | None = None  # torch only ("cuda"); jax places arrays on its default device
 
     @property
     def id(self) -> str:
@@ -55,7 +56,7 @@ class Config:
         if self.backend == "torch":
             import torch
 
-            return torch.as_tensor(a.astype(dt))
+            return torch.as_tensor(a.astype(dt), device=self.device)
         if self.backend == "jax":
             import jax.numpy as jnp
 
@@ -169,17 +170,17 @@ def diagonal(g):
 
 @case(self_adjoint=True, psd=True)
 def identity(g):
-    return lo.Identity(5, dtype=g.cfg.native_dtype(), backend=g.cfg.backend), np.eye(5)
+    return lo.Identity(5, dtype=g.cfg.native_dtype(), device=g.cfg.device, backend=g.cfg.backend), np.eye(5)
 
 
 @case(self_adjoint=True, psd=True)
 def scalarmul(g):
-    return lo.ScalarMul(2.5, 5, dtype=g.cfg.native_dtype(), backend=g.cfg.backend), 2.5 * np.eye(5)
+    return lo.ScalarMul(2.5, 5, dtype=g.cfg.native_dtype(), device=g.cfg.device, backend=g.cfg.backend), 2.5 * np.eye(5)
 
 
 @case(square=False, invertible=False)
 def zero(g):
-    return lo.Zero(4, 6, dtype=g.cfg.native_dtype(), backend=g.cfg.backend), np.zeros((4, 6))
+    return lo.Zero(4, 6, dtype=g.cfg.native_dtype(), device=g.cfg.device, backend=g.cfg.backend), np.zeros((4, 6))
 
 
 @case()
