@@ -78,7 +78,7 @@ CONFIGS = [
 
 def to_np(x) -> np.ndarray:
     if hasattr(x, "detach"):
-        x = x.detach().cpu()
+        x = x.detach().cpu().resolve_conj().resolve_neg()
     return np.asarray(x)
 
 

@@ -158,6 +158,10 @@ class Backend:
         """Lower Cholesky factor; NotPSDError when ``a`` is not positive definite."""
         raise NotImplementedError
 
+    def cho_solve(self, L: Any, b: Any) -> Any:
+        """``(L L^H)^{-1} b`` from the lower Cholesky factor ``L``."""
+        raise NotImplementedError
+
     def solve_triangular(self, t: Any, b: Any, lower: bool, adjoint: bool = False) -> Any:
         """``t^{-1} b`` (or ``t^{-H} b``) for triangular ``t``."""
         raise NotImplementedError

@@ -154,6 +154,9 @@ class JaxBackend(Backend):
             raise self._not_psd()
         return L
 
+    def cho_solve(self, L, b):
+        return jax.scipy.linalg.cho_solve((L, True), b)
+
     def solve_triangular(self, t, b, lower, adjoint=False):
         return jax.scipy.linalg.solve_triangular(t, b, lower=lower, trans=2 if adjoint else 0)
 

@@ -18,10 +18,18 @@ class _LU:
         self.lu, self.piv, self.getrs = lu, piv, getrs
 
 
-def _lapack(names: tuple[str, ...], a: np.ndarray):
-    from scipy.linalg import get_lapack_funcs
+_LAPACK: dict = {}
 
-    return get_lapack_funcs(names, (a,))
+
+def _lapack(names: tuple[str, ...], a: np.ndarray):
+    """LAPACK routines for ``a``'s dtype, looked up once per (names, dtype)."""
+    key = (names, a.dtype.char)
+    funcs = _LAPACK.get(key)
+    if funcs is None:
+        from scipy.linalg import get_lapack_funcs
+
+        funcs = _LAPACK[key] = get_lapack_funcs(names, (a,))
+    return funcs
 
 
 class NumpyBackend(Backend):
@@ -120,6 +128,9 @@ class NumpyBackend(Backend):
     def all_finite(self, x):
         return bool(np.isfinite(x).all())
 
+    def hermitian_gap(self, M):
+        return float(np.abs(M - M.conj().T).max(initial=0)), float(np.abs(M).max(initial=0))
+
     def to_numpy(self, x):
         return np.asarray(x)
 
@@ -148,10 +159,18 @@ class NumpyBackend(Backend):
 
     # linear algebra
     def cholesky(self, a):
-        try:
-            return np.linalg.cholesky(a)
-        except np.linalg.LinAlgError:
-            raise self._not_psd() from None
+        potrf = _lapack(("potrf",), a)[0]  # LAPACK directly: numpy/scipy wrappers cost more than a 4x4 factorisation
+        L, info = potrf(a, lower=1, clean=1)
+        if info > 0:
+            raise self._not_psd(f"leading minor {info} is not positive")
+        if info < 0:
+            raise ValueError(f"potrf: illegal argument {-info}")
+        return L
+
+    def cho_solve(self, L, b):
+        potrs = _lapack(("potrs",), L)[0]
+        x, info = potrs(L, b, lower=1)
+        return x
 
     def solve_triangular(self, t, b, lower, adjoint=False):
         from scipy.linalg import solve_triangular

@@ -121,8 +121,12 @@ class TorchBackend(Backend):
     def all_finite(self, x):
         return bool(torch.isfinite(x).all())
 
+    def hermitian_gap(self, M):
+        M = M.detach()
+        return float((M - M.mH).abs().max()), float(M.abs().max())
+
     def to_numpy(self, x):
-        return x.detach().cpu().numpy()
+        return x.detach().cpu().resolve_conj().resolve_neg().numpy()
 
 
     # elementwise
@@ -153,6 +157,9 @@ class TorchBackend(Backend):
         if int(info) != 0:
             raise self._not_psd(f"leading minor {int(info)} is not positive")
         return L
+
+    def cho_solve(self, L, b):
+        return torch.cholesky_solve(b, L)
 
     def solve_triangular(self, t, b, lower, adjoint=False):
         if adjoint:
@@ -221,7 +228,9 @@ class TorchBackend(Backend):
     def linear_transpose(self, f, like, ct):
         y0 = torch.zeros_like(like)
         _, vjp = torch.func.vjp(f, y0)
-        return vjp(ct.conj()) [0].conj() if ct.is_complex() else vjp(ct)[0]
+        if ct.is_complex():  # torch's vjp is conjugate-linear: J^T ct = conj(J^H conj(ct))
+            return vjp(ct.conj())[0].conj().resolve_conj()
+        return vjp(ct)[0]
 
     def make_key(self, seed):
         return torch.Generator().manual_seed(seed)

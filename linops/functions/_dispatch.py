@@ -11,12 +11,13 @@ This is the only use of precedence in linops.
 from __future__ import annotations
 
 import functools
+import math
 import inspect
 import typing
 
 from plum import Dispatcher
 
-from ..errors import NotSelfAdjointError, NotSquareError, ShapeError
+from ..errors import NonFiniteError, NotSelfAdjointError, NotSquareError, ShapeError
 from ..operators.base import LinearOperator
 
 dispatch = Dispatcher()
@@ -97,13 +98,13 @@ def dense_checked(A: LinearOperator, hermitian: bool, fn: str):
     """
     M = A.to_dense()
     xp = A.xp
-    xp.check_finite(M, f"the matrix of {A._label()}")
-    if hermitian and xp.is_concrete(M):
-        import numpy as np
-
-        Mn = xp.to_numpy(M)
-        asym = float(np.abs(Mn - Mn.conj().T).max(initial=0))
-        scale = float(np.abs(Mn).max(initial=0))
+    gap = xp.hermitian_gap(M) if hermitian else None
+    if gap is None:
+        xp.check_finite(M, lambda: f"the matrix of {A._label()}")
+    else:
+        asym, scale = gap
+        if not math.isfinite(scale):  # max |M| is NaN or inf exactly when M holds one
+            raise NonFiniteError(f"the matrix of {A._label()} contains NaN or infinity")
         if asym > 100 * xp.eps(A.dtype) * max(scale, 1e-300) * A.shape[0] ** 0.5:
             raise NotSelfAdjointError(
                 f"lo.{fn} with a Hermitian algorithm needs a self-adjoint operator, but {A._label()} has "

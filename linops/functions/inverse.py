@@ -89,8 +89,7 @@ class CholeskyInverse(Inverse):
         super().__init__(A)
 
     def _solve(self, X, adjoint):  # A is Hermitian: A^{-H} = A^{-1}
-        st = self.xp.solve_triangular
-        return st(self.L, st(self.L, X, lower=True), lower=True, adjoint=True)
+        return self.xp.cho_solve(self.L, X)
 
 
 class LUInverse(Inverse):
@@ -246,7 +245,7 @@ def _inv(A: Triangular, alg: Algorithm):
 @dispatch(precedence=STRUCTURE)
 def _inv(A: Tridiagonal, alg: Algorithm):
     """Banded tridiagonal solve."""
-    A.xp.check_finite(A.diag, f"the diagonal of {A._label()}")
+    A.xp.check_finite(A.diag, lambda: f"the diagonal of {A._label()}")
     return TridiagonalInverse(A)
 
 

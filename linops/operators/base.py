@@ -89,7 +89,7 @@ class LinearOperator:
             backend_named("jax")
 
     def __setattr__(self, name, value):
-        if self.__dict__.get("_frozen", False):
+        if "_frozen" in self.__dict__:
             raise AttributeError(f"{type(self).__name__} is immutable: build a new operator instead of setting {name!r}")
         object.__setattr__(self, name, value)
 
