@@ -34,6 +34,17 @@ PEER_TIMEOUT = int(os.environ.get("LINOPS_BENCH_PEER_TIMEOUT", "300"))
 if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
+# Threads: one BLAS/OpenMP thread per process unless LINOPS_BENCH_THREADS says otherwise
+# ("0" keeps the libraries' defaults). On the shared 2-core machine these benchmarks were
+# written on, multi-threaded OpenBLAS ran a 100000x50 Gram product 3-25x slower than one
+# thread whenever another process was busy, and MKL's threaded potrf took 8 ms for a 4x4
+# matrix; one thread gives every library the same, reproducible footing. This module must
+# be imported before numpy/torch for the setting to take effect (the bench scripts do).
+THREADS = os.environ.get("LINOPS_BENCH_THREADS", "1")
+if THREADS != "0":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, THREADS)
+
 
 # ----------------------------------------------------------------------------- timing
 def time_small(fn, repeat: int = 25, target_s: float = 0.02) -> dict:
@@ -57,6 +68,30 @@ def time_small(fn, repeat: int = 25, target_s: float = 0.02) -> dict:
     return {"median_us": statistics.median(runs), "min_us": min(runs), "number": number, "repeat": repeat}
 
 
+def time_small_interleaved(fns: list, repeat: int = 25, target_s: float = 0.02) -> list[dict]:
+    """:func:`time_small` for several callables, their timeit loops alternating (load hits all alike)."""
+    timers, numbers = [], []
+    for fn in fns:
+        t = timeit.Timer(fn)
+        number = 1
+        while t.timeit(number) < target_s:
+            number *= 2
+        timers.append(t)
+        numbers.append(number)
+    runs = [[] for _ in fns]
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            for i, (t, number) in enumerate(zip(timers, numbers)):
+                runs[i].append(t.timeit(number) / number * 1e6)
+    finally:
+        if gc_was:
+            gc.enable()
+    return [{"median_us": statistics.median(r), "min_us": min(r), "number": n, "repeat": repeat}
+            for r, n in zip(runs, numbers)]
+
+
 def time_big(fn, repeat: int = 3, warmup: int = 1, budget_s: float | None = None) -> dict:
     """Wall time of a slow ``fn`` (seconds): ``warmup`` untimed calls, then ``repeat`` timed ones.
 
@@ -75,6 +110,53 @@ def time_big(fn, repeat: int = 3, warmup: int = 1, budget_s: float | None = None
         if budget_s is not None and time.perf_counter() - start > budget_s:
             break
     return {"median_s": statistics.median(runs), "min_s": min(runs), "runs": len(runs), "result": out}
+
+
+def time_interleaved(fns: dict, repeat: int = 7, warmup: int = 1, budget_s: float | None = None) -> dict:
+    """Time several slow callables in rounds (each once per round), so load changes hit all alike.
+
+    ``fns``: name -> callable. A callable that raises is recorded as ``{"error": text}`` and
+    dropped from later rounds. Returns name -> ``{"median_s", "min_s", "runs", "result"}``.
+    With ``budget_s``, rounds stop once that much time has passed (at least one round).
+    """
+    out: dict = {}
+    live = {}
+    for name, fn in fns.items():
+        try:
+            res = None
+            for _ in range(warmup):
+                res = fn()
+            out[name] = {"runs_s": [], "result": res}
+            live[name] = fn
+        except Exception as e:
+            out[name] = {"error": short_error(e)}
+    start = time.perf_counter()
+    for _ in range(repeat):
+        for name, fn in list(live.items()):
+            t0 = time.perf_counter()
+            try:
+                res = fn()
+            except Exception as e:
+                out[name] = {"error": short_error(e)}
+                del live[name]
+                continue
+            out[name]["runs_s"].append(time.perf_counter() - t0)
+            out[name]["result"] = res
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    for name, r in out.items():
+        if "runs_s" in r and r["runs_s"]:
+            r["median_s"] = statistics.median(r["runs_s"])
+            r["min_s"] = min(r["runs_s"])
+            r["runs"] = len(r["runs_s"])
+    return out
+
+
+def load_average() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 # ----------------------------------------------------------------------- versions
@@ -123,6 +205,10 @@ def machine_info(with_cola: bool = True) -> dict:
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip() or "?"
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "linops"],
+                               capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
+        if dirty:
+            commit += f", plus uncommitted changes to {len(dirty)} file(s) under linops/"
     except Exception:
         pass
     info = {
@@ -138,6 +224,10 @@ def machine_info(with_cola: bool = True) -> dict:
         "plum-dispatch": _version("plum-dispatch"),
         "linops": f"{lv} (commit {commit})",
         "linear_operator": _version("linear-operator"),
+        "threads": ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in
+                             ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"))
+                   + f" (LINOPS_BENCH_THREADS={THREADS}; 0 = library defaults, one thread per core)",
+        "load average (1/5/15 min)": load_average(),
     }
     if with_cola:
         info.update(cola_versions())
@@ -146,13 +236,42 @@ def machine_info(with_cola: bool = True) -> dict:
 
 def machine_header_md(info: dict) -> str:
     keys = ["date", "cpu", "cores", "os", "python", "numpy", "scipy", "torch", "jax", "plum-dispatch", "linops",
-            "linear_operator", "cola"]
+            "linear_operator", "cola", "threads", "load average (1/5/15 min)"]
     return "\n".join(f"- **{k}**: {info[k]}" for k in keys if k in info)
 
 
 # --------------------------------------------------------------------------- peers
-def run_in_cola(code: str, timeout: int | None = None) -> dict:
+#: Prepended to peer snippets: imports, float64 torch, and ``_time(fn, repeat)`` -> (median s, min s, last result).
+PEER_PRELUDE = """
+import json, statistics, sys, time, warnings
+warnings.filterwarnings("ignore")
+import numpy as np
+
+def _time(fn, repeat=3, warmup=1, budget_s=None):
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    runs = []
+    start = time.perf_counter()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        runs.append(time.perf_counter() - t0)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    return statistics.median(runs), min(runs), out
+
+def _err(e):
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:3]
+    return f"{type(e).__module__}.{type(e).__name__}: {' '.join(lines)[:400]}"
+"""
+
+
+def run_in_cola(code: str, timeout: int | None = None, prelude: bool = False, consts: dict | None = None) -> dict:
     """Run ``code`` with CoLA's python; it must print one JSON object as its last stdout line.
+
+    ``prelude``: prepend :data:`PEER_PRELUDE` (``_time``, ``_err``, numpy as ``np``, ``json``).
+    ``consts``: names defined (by ``repr``) before the snippet, e.g. a data folder.
 
     Returns ``{"ok": True, "result": obj, "wall_s": s}`` or ``{"ok": False, "error": text}``;
     a timeout reads "did not finish in N s".
@@ -160,19 +279,24 @@ def run_in_cola(code: str, timeout: int | None = None) -> dict:
     timeout = PEER_TIMEOUT if timeout is None else timeout
     if not COLA_PYTHON.exists():
         return {"ok": False, "error": f"CoLA venv missing ({COLA_PYTHON}); see benchmarks/README.md"}
-    return _run_python(str(COLA_PYTHON), code, timeout)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of linops' environment
+    return _run_python(str(COLA_PYTHON), code, timeout, env, prelude, consts)
 
 
-def run_in_main(code: str, timeout: int | None = None) -> dict:
-    """Like :func:`run_in_cola`, with this interpreter (for peers that need a fresh process)."""
-    return _run_python(sys.executable, code, PEER_TIMEOUT if timeout is None else timeout)
+def run_in_main(code: str, timeout: int | None = None, prelude: bool = False, consts: dict | None = None) -> dict:
+    """Like :func:`run_in_cola`, with this interpreter and the checkout on ``PYTHONPATH`` (fresh process)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return _run_python(sys.executable, code, PEER_TIMEOUT if timeout is None else timeout, env, prelude, consts)
 
 
-def _run_python(python: str, code: str, timeout: int) -> dict:
+def _run_python(python: str, code: str, timeout: int, env: dict, prelude: bool = False, consts=None) -> dict:
+    head = "".join(f"{k} = {v!r}\n" for k, v in (consts or {}).items())
+    code = head + (PEER_PRELUDE if prelude else "") + textwrap.dedent(code)
     t0 = time.perf_counter()
     try:
-        p = subprocess.run([python, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout,
-                           cwd=str(HERE))
+        p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
+                           cwd="/", env=env)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"did not finish in {timeout} s", "timeout": True}
     wall = time.perf_counter() - t0

@@ -1,0 +1,94 @@
+"""Run every core benchmark (each in its own process) and write ``benchmarks/results/core.md``.
+
+Usage::
+
+    python benchmarks/run_all.py                 # all scripts, one BLAS thread (see _common.py)
+    python benchmarks/run_all.py dispatch import # a subset, by topic name
+    LINOPS_BENCH_THREADS=0 python benchmarks/run_all.py   # the libraries' default thread counts
+
+A script that fails or runs past its time limit is reported in ``core.md`` as such; the
+others still run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import HERE, RESULTS, THREADS, machine_header_md, machine_info, sections_md
+
+SCRIPTS = {  # topic -> (script, time limit in seconds)
+    "dispatch": ("bench_dispatch.py", 180),
+    "import": ("bench_import.py", 180),
+    "kronecker": ("bench_kronecker.py", 420),
+    "lowrank": ("bench_lowrank.py", 480),
+    "poisson": ("bench_poisson.py", 360),
+}
+
+
+def run(topic: str, script: str, limit: int, tmp: Path) -> dict:
+    out = tmp / f"{topic}.json"
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run([sys.executable, str(HERE / script), "--json", str(out)], capture_output=True, text=True,
+                           timeout=limit, cwd=str(HERE))
+        rc, err = p.returncode, p.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, err = None, (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or ""))
+    wall = time.perf_counter() - t0
+    sections = json.loads(out.read_text()) if rc == 0 and out.exists() else None
+    status = "ok" if sections is not None else (f"did not finish in {limit} s" if rc is None else f"exit {rc}")
+    tail = "\n".join(line for line in err.strip().splitlines()[-5:]) if sections is None else ""
+    print(f"[{topic}] {status} in {wall:.0f} s", flush=True)
+    return {"topic": topic, "script": script, "status": status, "wall_s": wall, "sections": sections, "tail": tail}
+
+
+def main(argv: list[str]) -> int:
+    topics = argv or list(SCRIPTS)
+    unknown = [t for t in topics if t not in SCRIPTS]
+    if unknown:
+        print(f"unknown topic(s) {unknown}; known: {list(SCRIPTS)}", file=sys.stderr)
+        return 2
+    t_start = time.perf_counter()
+    info = machine_info()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for topic in topics:
+            script, limit = SCRIPTS[topic]
+            results.append(run(topic, script, limit, Path(tmp)))
+    total = time.perf_counter() - t_start
+
+    parts = [
+        "# linops core benchmarks\n",
+        f"Written by `python benchmarks/run_all.py` on {info['date']} in {total / 60:.1f} min "
+        "(each topic in a fresh process). What each table measures: `benchmarks/README.md`.\n",
+        "## Machine\n",
+        machine_header_md(info) + f"\n- **load average at the end**: {__import__('_common').load_average()}\n",
+    ]
+    if THREADS != "0":
+        parts.append(
+            "Timings use one BLAS/OpenMP thread per process for every library (`LINOPS_BENCH_THREADS=1`, the "
+            "default): the machine is shared, and with the default two threads OpenBLAS and MKL stalled badly "
+            "whenever the other core was busy (see the README). Ratios compare like with like.\n")
+    summary = ["| topic | script | status | wall time |", "|---|---|---|---|"]
+    for r in results:
+        summary.append(f"| {r['topic']} | `{r['script']}` | {r['status']} | {r['wall_s']:.0f} s |")
+    parts.append("## Runs\n\n" + "\n".join(summary) + "\n")
+    for r in results:
+        if r["sections"] is not None:
+            parts.append(sections_md(r["sections"]))
+        else:
+            parts.append(f"## {r['topic']}: not measured\n\n`{r['script']}` {r['status']}.\n\n```\n{r['tail']}\n```\n")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "core.md"
+    path.write_text("\n".join(parts))
+    print(f"wrote {path} ({total:.0f} s)")
+    return 0 if all(r["sections"] is not None for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
