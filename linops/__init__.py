@@ -12,11 +12,13 @@ function such as ``lo.solve``; scipy, torch and jax when first needed.
 from typing import TYPE_CHECKING
 
 from . import errors
-from .algorithms import LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact
+from .algorithms import CG, LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact, SolveInfo
 from .annotations import PSD, SelfAdjoint, Unitary
 from .errors import (
     BackendMismatchError,
     DeviceMismatchError,
+    ConvergenceError,
+    ConvergenceWarning,
     DomainError,
     LinopsError,
     NonFiniteError,
@@ -95,8 +97,9 @@ __all__ = [
     "solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
     "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain",
     # algorithms
-    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact",
+    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "SolveInfo",
     # errors
     "errors", "LinopsError", "ShapeError", "NotSquareError", "BackendMismatchError", "DeviceMismatchError",
     "NumericalError", "SingularMatrixError", "NotPSDError", "NotSelfAdjointError", "NonFiniteError", "DomainError",
+    "ConvergenceError", "ConvergenceWarning",
 ]

@@ -22,6 +22,8 @@ __all__ = [
     "NotSelfAdjointError",
     "NonFiniteError",
     "DomainError",
+    "ConvergenceError",
+    "ConvergenceWarning",
 ]
 
 
@@ -67,3 +69,18 @@ class NonFiniteError(NumericalError):
 
 class DomainError(LinopsError, ValueError):
     """The result is outside the operator's field, e.g. ``logdet`` of a real matrix with negative determinant."""
+
+
+class ConvergenceError(NumericalError):
+    """An iterative method stopped at its iteration cap before reaching its tolerance.
+
+    ``.info`` holds the method's report (iterations, residual history, converged flags).
+    """
+
+    def __init__(self, message: str, info=None):
+        super().__init__(message)
+        self.info = info
+
+
+class ConvergenceWarning(UserWarning):
+    """Issued instead of ConvergenceError when the algorithm was built with ``on_failure="warn"``."""

@@ -1,5 +1,7 @@
 """Algorithms: small frozen configuration objects passed as ``alg=``, and ``Auto``'s decision list."""
 
 from .base import LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact
+from .cg import CG, cg
+from .info import SolveInfo
 
-__all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact"]
+__all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "cg", "SolveInfo"]

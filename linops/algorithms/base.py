@@ -86,24 +86,37 @@ class Auto(Algorithm):
 
     Decision list for an operator without a structure rule (first match wins):
 
-    ============================  =================================================
-    solve, inv, logdet, det       ``Cholesky()`` if annotated PSD, else ``LU()``
-    eigh                          ``Eigh()``
-    eig / svd                     ``Eig()`` / ``SVD()``
-    trace, diag                   ``Exact()``
-    exp, log, sqrt, pow, apply    ``Eigh()`` if self-adjoint, else ``Eig()``
-    ============================  =================================================
+    =============================  ================================================
+    solve, inv; PSD, n > dense_n   ``CG(tol=cg_tol)``
+    solve, inv, logdet, det        ``Cholesky()`` if annotated PSD, else ``LU()``
+    eigh                           ``Eigh()``
+    eig / svd                      ``Eig()`` / ``SVD()``
+    trace, diag                    ``Exact()``
+    exp, log, sqrt, pow, apply     ``Eigh()`` if self-adjoint, else ``Eig()``
+    =============================  ================================================
 
-    The dense algorithms cost O(n^3) and O(n^2) memory. Krylov methods for large
-    operators (CG for PSD, MINRES for self-adjoint, GMRES otherwise; Lanczos and
-    stochastic estimators) join this list as a size-dependent branch with the
-    algorithms work (issue 4); the threshold will be a field of ``Auto``.
+    Fields (the thresholds, documented here rather than hidden in globals):
+
+    * ``dense_n`` (default 4000): above this size a PSD solve uses conjugate gradients
+      instead of a dense O(n^3) Cholesky with O(n^2) memory.
+    * ``cg_tol`` (default 1e-10): the relative residual CG must reach when Auto picks it.
+
+    Operators that are not PSD still get a dense factorisation at every size until
+    MINRES/GMRES and the stochastic logdet estimators join this list.
     """
+
+    dense_n: int = 4000
+    cg_tol: float = 1e-10
 
     def select(self, fn: str, A) -> tuple[Algorithm, str]:
         """The concrete algorithm for ``fn`` on ``A`` and the reason, without running anything."""
         family = _FAMILY.get(fn)
         tags = A.annotations
+        n = A.shape[0]
+        if fn in ("inv", "solve") and "PSD" in tags and n > self.dense_n:
+            from .cg import CG
+
+            return CG(tol=self.cg_tol), f"annotated PSD and n = {n} > dense_n = {self.dense_n}: conjugate gradients"
         if family == "factor":
             if "PSD" in tags:
                 return Cholesky(), "annotated PSD: dense Cholesky"

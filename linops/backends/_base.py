@@ -223,9 +223,18 @@ class Backend:
         raise NotImplementedError
 
     # ------------------------------------------------- shared error reporting
-    def check_finite(self, x: Any, what: str) -> None:
+    def check_finite(self, x: Any, what: Any) -> None:
+        """NonFiniteError if ``x`` holds NaN/inf; ``what`` is a string or a callable giving one
+        (so that the message costs nothing when the check passes)."""
         if self.all_finite(x) is False:
-            raise NonFiniteError(f"{what} contains NaN or infinity")
+            raise NonFiniteError(f"{what() if callable(what) else what} contains NaN or infinity")
+
+    def hermitian_gap(self, M: Any) -> tuple[float, float] | None:
+        """``(max |M - M^H|, max |M|)``, or None for a traced ``M`` (whose values cannot be read)."""
+        if not self.is_concrete(M):
+            return None
+        Mn = self.to_numpy(M)
+        return float(abs(Mn - Mn.conj().T).max(initial=0)), float(abs(Mn).max(initial=0))
 
     @staticmethod
     def _not_psd(where: str = "") -> NotPSDError:

@@ -30,7 +30,7 @@ from ..backends import Backend, backend_named, backend_of, common_backend, on_ba
 from ..errors import BackendMismatchError, DeviceMismatchError, ShapeError
 
 __all__ = [
-    "LinearOperator", "combine", "is_scalar", "scaled_annotations", "tree_flatten", "tree_unflatten", "with_annotations",
+    "LinearOperator", "array_leaves", "combine", "is_scalar", "scaled_annotations", "tree_flatten", "tree_unflatten", "with_annotations",
 ]
 
 _NUMPY = backend_named("numpy")
@@ -358,6 +358,43 @@ def tree_flatten(op: LinearOperator):
     children = tuple(d[name] for name in op._leaves)
     aux = (type(op), tuple((k, v) for k, v in d.items() if k not in op._leaves))
     return children, aux
+
+
+def array_leaves(op: LinearOperator):
+    """``(arrays, rebuild)``: every array inside ``op`` (depth first) and ``rebuild(new_arrays)``.
+
+    The torch counterpart of a JAX pytree flatten: custom autograd Functions take an
+    operator's tensors as explicit inputs and rebuild the operator from them.
+    """
+    arrays: list = []
+
+    def collect(obj):
+        if isinstance(obj, LinearOperator):
+            children, aux = tree_flatten(obj)
+            return ("op", aux, tuple(collect(c) for c in children))
+        if isinstance(obj, tuple):
+            return ("tuple", None, tuple(collect(c) for c in obj))
+        if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+            arrays.append(obj)
+            return ("array", len(arrays) - 1, ())
+        return ("static", obj, ())
+
+    spec = collect(op)
+
+    def rebuild(new):
+        def build(node):
+            kind, data, kids = node
+            if kind == "op":
+                return tree_unflatten(data, tuple(build(k) for k in kids))
+            if kind == "tuple":
+                return tuple(build(k) for k in kids)
+            if kind == "array":
+                return new[data]
+            return data
+
+        return build(spec)
+
+    return arrays, rebuild
 
 
 def tree_unflatten(aux, children):

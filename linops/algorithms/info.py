@@ -1,0 +1,75 @@
+"""What an iterative method reports, and the one place non-convergence is raised or warned."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import on_backend_load
+from ..errors import ConvergenceError, ConvergenceWarning
+
+__all__ = ["SolveInfo", "report"]
+
+
+@dataclass(frozen=True)
+class SolveInfo:
+    """The record of one iterative solve with k right-hand sides.
+
+    * ``method``: the algorithm's name.
+    * ``iterations``: iterations run (products with the operator).
+    * ``converged``: (k,) booleans, ``||b - A x|| <= tol ||b||`` per column.
+    * ``relative_residuals``: (k,) final ``||b - A x|| / ||b||`` (from the recurrence).
+    * ``history``: (iterations + 1, k) relative residuals, one row per iteration (under
+      ``jax.jit``: ``max_iters + 1`` rows, NaN after the last iteration).
+    * ``breakdown``: (k,) booleans: a non-positive curvature ``p^H A p`` was met, so the
+      operator is not positive definite (CG) or the method broke down.
+    """
+
+    method: str
+    iterations: Any
+    converged: Any
+    relative_residuals: Any
+    history: Any
+    breakdown: Any
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+
+def report(info: SolveInfo, tol: float, on_failure: str, xp) -> None:
+    """Raise ConvergenceError (or warn) unless every column converged; no-op for traced values."""
+    if not xp.is_concrete(info.converged):
+        return
+    conv = xp.to_numpy(info.converged)
+    if conv.all():
+        return
+    res = xp.to_numpy(info.relative_residuals)
+    worst = float(res[~conv].max()) if (~conv).any() else float("nan")
+    broke = bool(xp.to_numpy(info.breakdown).any())
+    msg = (
+        f"{info.method} did not converge: {int(conv.size - conv.sum())} of {conv.size} right-hand sides "
+        f"stopped at relative residual {worst:.3g} > tol {tol:.3g} after {int(info.iterations)} iterations"
+    )
+    if broke:
+        msg += "; it met non-positive curvature, so the operator is not positive definite (use MINRES/GMRES or LU)"
+    else:
+        msg += "; raise max_iters, loosen tol, or pass a preconditioner (precond=)"
+    if on_failure == "warn":
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+    else:
+        raise ConvergenceError(msg, info)
+
+
+def _register_info_with_jax(_backend) -> None:
+    import jax
+
+    jax.tree_util.register_pytree_node(
+        SolveInfo,
+        lambda i: ((i.iterations, i.converged, i.relative_residuals, i.history, i.breakdown), i.method),
+        lambda method, ch: SolveInfo(method, *ch),
+    )
+
+
+on_backend_load("jax", _register_info_with_jax)

@@ -1,0 +1,136 @@
+"""Iterative inverses: ``inv(A, alg=CG(...))`` holds the algorithm, not factors, and solves on demand.
+
+Gradients are implicit. For ``x = A^{-1} b`` and a loss with gradient ``g = dL/dx``:
+``dL/db = λ`` and ``dL/dθ = -<λ, (dA/dθ) x>`` with ``λ = A^{-H} g`` (one adjoint solve).
+torch gets this through a ``torch.autograd.Function`` whose inputs are ``b`` and the
+operator's tensors (the flatten protocol rebuilds the operator inside); jax through
+``lax.custom_linear_solve``. Neither records the iterations, so the memory of a gradient
+does not grow with their number.
+"""
+
+from __future__ import annotations
+
+from ..algorithms import CG, Algorithm
+from ..algorithms.cg import cg
+from ..algorithms.info import SolveInfo, report
+from ..operators import LinearOperator
+from ..operators.base import array_leaves
+from ._dispatch import dispatch
+from .inverse import Inverse, _inv
+
+__all__ = ["IterativeInverse", "solve_iterative"]
+
+
+class IterativeInverse(Inverse):
+    """``A^{-1}`` applied by an iterative method (``alg``); each product is one solve."""
+
+    def __init__(self, A: LinearOperator, alg: Algorithm):
+        self.alg = alg
+        super().__init__(A)
+
+    def _solve(self, X, adjoint):
+        X, info = solve_iterative(self.A.H if adjoint else self.A, X, self.alg)
+        report(info, self.alg.tol, self.alg.on_failure, self.xp)
+        return X
+
+    def solve_with_info(self, B):
+        """``(A^{-1} B, SolveInfo)``; raises or warns on non-convergence as ``alg.on_failure`` says."""
+        vec = B.ndim == 1
+        X, info = solve_iterative(self.A, B[:, None] if vec else B, self.alg)
+        report(info, self.alg.tol, self.alg.on_failure, self.xp)
+        return (X[:, 0] if vec else X), info
+
+
+def _kernel(A: LinearOperator, alg: Algorithm):
+    """``B -> (X, info)`` running ``alg`` on ``A`` with no gradient handling."""
+    max_iters = alg.max_iters if alg.max_iters is not None else 10 * A.shape[0]
+    precond = alg.precond._matmat if alg.precond is not None else None
+    if isinstance(alg, CG):
+        return lambda B, A=A: cg(A._matmat, B, A.xp, alg.tol, max_iters, precond)
+    raise TypeError(f"no iterative kernel for {alg!r}")  # pragma: no cover - rules guard this
+
+
+def solve_iterative(A: LinearOperator, B, alg: Algorithm):
+    """``(A^{-1} B, info)`` with implicit gradients on torch and jax."""
+    xp = A.xp
+    if xp.name == "jax":
+        return _solve_jax(A, B, alg)
+    if xp.name == "torch":
+        import torch
+
+        arrays, rebuild = array_leaves(A)
+        if torch.is_grad_enabled() and (B.requires_grad or any(getattr(a, "requires_grad", False) for a in arrays)):
+            sink: list[SolveInfo] = []
+            X = _torch_function().apply(B, alg, rebuild, sink, *arrays)
+            return X, sink[0]
+    return _kernel(A, alg)(B)
+
+
+# ------------------------------------------------------------------------------ jax
+def _solve_jax(A, B, alg):
+    from jax import lax
+
+    def matvec(X):
+        return A._matmat(X)
+
+    def solve(_matvec, C):
+        return _kernel(A, alg)(C)
+
+    def transpose_solve(_vecmat, C):  # A^T y = c  <=>  A conj(y) = conj(c) for Hermitian A
+        conj = A.xp.conj
+        X, info = _kernel(A, alg)(conj(C))
+        return conj(X), info
+
+    return lax.custom_linear_solve(matvec, B, solve, transpose_solve, has_aux=True)
+
+
+# ---------------------------------------------------------------------------- torch
+_FUNCTION = None
+
+
+def _torch_function():
+    global _FUNCTION
+    if _FUNCTION is not None:
+        return _FUNCTION
+    import torch
+
+    class IterativeSolve(torch.autograd.Function):
+        """x = A^{-1} b with inputs (b, *A's tensors); backward is one adjoint solve."""
+
+        @staticmethod
+        def forward(ctx, B, alg, rebuild, sink, *arrays):
+            A = rebuild(arrays)
+            with torch.no_grad():
+                X, info = _kernel(A, alg)(B)
+            sink.append(info)
+            ctx.alg, ctx.rebuild = alg, rebuild
+            ctx.save_for_backward(X, *arrays)
+            return X
+
+        @staticmethod
+        def backward(ctx, G):
+            X, *arrays = ctx.saved_tensors
+            A = ctx.rebuild(arrays)
+            with torch.no_grad():
+                lam, info = _kernel(A.H, ctx.alg)(G)
+            report(info, ctx.alg.tol, ctx.alg.on_failure, A.xp)
+            grads = [None] * len(arrays)
+            wanted = [i for i, a in enumerate(arrays) if ctx.needs_input_grad[4 + i]]
+            if wanted:
+                with torch.enable_grad():
+                    leaves = [a.detach().requires_grad_(i in wanted) for i, a in enumerate(arrays)]
+                    AX = ctx.rebuild(leaves)._matmat(X.detach())
+                    got = torch.autograd.grad(AX, [leaves[i] for i in wanted], grad_outputs=-lam, allow_unused=True)
+                for i, g in zip(wanted, got):
+                    grads[i] = g
+            return (lam, None, None, None, *grads)
+
+    _FUNCTION = IterativeSolve
+    return _FUNCTION
+
+
+# ---------------------------------------------------------------------------- rules
+@dispatch
+def _inv(A: LinearOperator, alg: CG):
+    """Conjugate gradients (Hermitian positive definite A); implicit gradients."""
+    return IterativeInverse(A, alg)
