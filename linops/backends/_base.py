@@ -120,6 +120,10 @@ class Backend:
     def argsort(self, x: Any, descending: bool = False) -> Any:
         raise NotImplementedError
 
+    def topk(self, x: Any, k: int, largest: bool = True) -> Any:
+        """Indices of the k largest (or smallest) entries of real 1-D ``x``, best first; O(n + k log k)."""
+        raise NotImplementedError
+
     def index_set(self, x: Any, idx: Any, values: Any) -> Any:
         """A copy of ``x`` with rows ``idx`` set to ``values`` (functional in jax)."""
         raise NotImplementedError

@@ -113,6 +113,9 @@ class JaxBackend(Backend):
     def argsort(self, x, descending=False):
         return jnp.argsort(x, descending=descending, stable=True)
 
+    def topk(self, x, k, largest=True):
+        return jax.lax.top_k(x if largest else -x, k)[1]
+
     def index_set(self, x, idx, values):
         return x.at[idx].set(values)
 

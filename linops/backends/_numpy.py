@@ -120,6 +120,11 @@ class NumpyBackend(Backend):
     def argsort(self, x, descending=False):
         return np.argsort(-x if descending else x, kind="stable")
 
+    def topk(self, x, k, largest=True):
+        key = -x if largest else x
+        idx = np.argpartition(key, k - 1)[:k] if k < x.shape[0] else np.arange(x.shape[0])
+        return idx[np.argsort(key[idx], kind="stable")]
+
     def index_set(self, x, idx, values):
         out = x.copy()
         out[idx] = values
@@ -129,7 +134,10 @@ class NumpyBackend(Backend):
         return bool(np.isfinite(x).all())
 
     def hermitian_gap(self, M):
-        return float(np.abs(M - M.conj().T).max(initial=0)), float(np.abs(M).max(initial=0))
+        if M.size == 0:
+            return 0.0, 0.0
+        T = M.T.conj() if M.dtype.kind == "c" else M.T
+        return float(np.abs(M - T).max()), float(np.abs(M).max())
 
     def to_numpy(self, x):
         return np.asarray(x)

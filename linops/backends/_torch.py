@@ -113,6 +113,9 @@ class TorchBackend(Backend):
     def argsort(self, x, descending=False):
         return torch.argsort(x, descending=descending, stable=True)
 
+    def topk(self, x, k, largest=True):
+        return torch.topk(x, k, largest=largest, sorted=True).indices
+
     def index_set(self, x, idx, values):
         out = x.clone()
         out[idx] = values

@@ -75,11 +75,11 @@ def svd(A: LinearOperator, k: int | None = None, alg: Algorithm = Auto()):
         raise TypeError(f"lo.svd takes a LinearOperator, got {type(A).__name__}; wrap an array with lo.Dense(M)")
     U, s, V = _svd(A, alg)
     xp = A.xp
-    order = xp.argsort(s, descending=True)
     if k is not None:
         _check_k(k, s.shape[0])
-        order = order[:k]
+        order = xp.topk(s, k)
         return _columns(U, order), s[order], _columns(V, order)
+    order = xp.argsort(s, descending=True)
     return U[:, order], s[order], V[:, order]
 
 
@@ -90,7 +90,20 @@ def _check_k(k, n):
 
 
 def _columns(V: LinearOperator, idx) -> Dense:
-    """The columns ``idx`` of operator V as a Dense n x k, from k products (V is never formed)."""
+    """The columns ``idx`` of operator V as a Dense n x k, without forming V.
+
+    A Kronecker product's column is the Kronecker product of one column per factor
+    (``unravel_index``), O(n k); anything else costs k products.
+    """
+    xp = V.xp
+    if isinstance(V, Kronecker) and all(isinstance(f, Dense) for f in V.factors):
+        sizes = [f.shape[1] for f in V.factors]
+        multi = np.unravel_index(np.asarray(xp.to_numpy(idx)), sizes)
+        out = None
+        for f, j in zip(V.factors, multi):
+            C = f.M[:, xp.asarray(j, device=V.device) if xp.name != "numpy" else j]  # (n_i, k)
+            out = C if out is None else (out[:, None, :] * C[None, :, :]).reshape(-1, C.shape[1])
+        return Dense(out)
     return Dense(V[:, idx].to_dense())
 
 
@@ -103,7 +116,7 @@ def _select(A, w, V, k, which, ascending):
         return w[order], V[:, order]
     _check_k(k, w.shape[0])
     key = xp.abs(w) if which in ("LM", "SM") else xp.real(w)
-    order = xp.argsort(key, descending=which in ("LA", "LM"))[:k]
+    order = xp.topk(key, k, largest=which in ("LA", "LM"))
     if ascending:
         order = order[xp.argsort(xp.real(w[order]))]
     return w[order], _columns(V, order)
@@ -168,8 +181,15 @@ def _eigh(A: Kronecker, alg: Algorithm):
 
 
 def kronecker_sum_eigh(A: KroneckerSum, alg: Algorithm = Auto()):
-    """``(λ, Q)`` of ``⊕ A_i``: λ all sums of the factors' eigenvalues, ``Q = ⊗ Q_i``."""
-    pairs = [_eigh(f, alg) for f in A.factors]
+    """``(λ, Q)`` of ``⊕ A_i``: λ all sums of the factors' eigenvalues, ``Q = ⊗ Q_i``.
+
+    A factor repeated (the same object, as in a square grid's Laplacian) is decomposed once.
+    """
+    done: dict[int, tuple] = {}
+    for f in A.factors:
+        if id(f) not in done:
+            done[id(f)] = _eigh(f, alg)
+    pairs = [done[id(f)] for f in A.factors]
     w = _outer(A.xp, [p[0] for p in pairs], lambda a, b: a + b)
     return w, Kronecker(*(p[1] for p in pairs))
 

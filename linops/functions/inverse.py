@@ -23,6 +23,7 @@ from ..errors import SingularMatrixError
 from ..operators import (
     Adjoint,
     BlockDiag,
+    Dense,
     Diagonal,
     Identity,
     Kronecker,
@@ -62,6 +63,8 @@ def solve(A: LinearOperator, b, alg: Algorithm = Auto(), return_info: bool = Fal
     """
     A = require_square(A, "solve")
     check_rhs(A, b, "solve")
+    if not return_info and type(A) is Dense:
+        return _solve_dense(A, b, alg)
     Ainv = _inv(A, alg)
     if not return_info:
         return Ainv @ b
@@ -69,6 +72,33 @@ def solve(A: LinearOperator, b, alg: Algorithm = Auto(), return_info: bool = Fal
         return Ainv.solve_with_info(b)
     x = Ainv @ b
     return x, _direct_info(A, Ainv, x, b)
+
+
+@dispatch
+def _solve_dense(A: Dense, b, alg: Algorithm):
+    """A one-off solve with a matrix: factor and solve, with no inverse operator built."""
+    return _inv(A, alg) @ b
+
+
+@dispatch
+def _solve_dense(A: Dense, b, alg: Auto):
+    if "Unitary" in A.annotations:
+        return A.H @ b
+    return _solve_dense(A, b, alg.select("solve", A)[0])
+
+
+@dispatch
+def _solve_dense(A: Dense, b, alg: LU):
+    xp = A.xp
+    lu = xp.lu_factor(dense_checked(A, False, "solve"))
+    return xp.lu_solve(lu, b) if b.ndim == 2 else xp.lu_solve(lu, b[:, None])[:, 0]
+
+
+@dispatch
+def _solve_dense(A: Dense, b, alg: Cholesky):
+    xp = A.xp
+    L = xp.cholesky(dense_checked(A, alg.check_symmetric, "solve"))
+    return xp.cho_solve(L, b) if b.ndim == 2 else xp.cho_solve(L, b[:, None])[:, 0]
 
 
 def _direct_info(A, Ainv, x, b):
@@ -279,16 +309,13 @@ def _inv(A: Sum, alg: Algorithm):
     xp = A.xp
     _check_nonzero(xp, D.d, A)
     dinv = 1 / D.d
-    W = dinv[:, None] * U  # D^{-1} U            (n, r)
-    Z = xp.conj(dinv)[:, None] * V  # D^{-H} V     (n, r)
-    cap = xp.eye(U.shape[1], A.dtype, A.device) + xp.conj(V).T @ W  # I + V^H D^{-1} U  (r, r)
-    return _tagged(Sum(Diagonal(dinv), LowRank(-_right_solve(xp, cap, W), Z)), A)
-
-
-def _right_solve(xp, C, W):
-    """``W C^{-1}`` via an LU of the small ``C`` (SingularMatrixError if singular)."""
-    lu = xp.lu_factor(C)
-    return xp.conj(xp.lu_solve(lu, xp.conj(W).T, adjoint=True)).T
+    W = dinv[:, None] * U  # D^{-1} U                    (n, r)
+    cap = xp.eye(U.shape[1], A.dtype, A.device) + xp.conj(V).T @ W  # I + V^H D^{-1} U   (r, r)
+    psd = "PSD" in A.annotations and U is V
+    C = Dense(cap, ("PSD",) if psd else ())
+    # D^{-1} - W C^{-1} V^H D^{-1}: C is factored once here; applying costs O(n r + r^2) per column
+    low_rank = Product(Dense(-W), inv(C, Auto()), Dense(xp.conj(dinv)[:, None] * V).H)
+    return _tagged(Sum(Diagonal(dinv), low_rank), A)
 
 
 def _generic(A, alg):
@@ -304,7 +331,8 @@ def _tagged(out: LinearOperator, A: LinearOperator) -> LinearOperator:
 
 
 def _thin_product(t, n) -> bool:
-    return isinstance(t, Product) and len(t.factors) == 2 and t.factors[0].shape[1] < n
+    """``F @ G...`` with a thin first factor (n x r, r < n): a low-rank term ``U V^H``."""
+    return isinstance(t, Product) and t.factors[0].shape[1] < n
 
 
 def is_diagonal_plus_low_rank(A: Sum) -> bool:
@@ -336,14 +364,18 @@ def diagonal_plus_low_rank(A: Sum):
             Us.append(t.U)
             Vs.append(t.V)
         elif _thin_product(t, n):
-            F, G = t.factors
-            Us.append(F.to_dense())
-            Vs.append(xp.conj(G.to_dense()).T)
+            F, *rest = t.factors
+            G = rest[0] if len(rest) == 1 else Product(*rest)
+            r = F.shape[1]
+            Us.append(F.to_dense())  # r products
+            Vs.append(G.H._matmat(xp.eye(r, A.dtype, A.device)))  # V = G^H, r products
         else:
             return None
     if d is None or not Us:
         return None
+    same = len(Us) == 1 and Us[0] is Vs[0]
     U = Us[0] if len(Us) == 1 else xp.concat(Us, 1)
     V = Vs[0] if len(Vs) == 1 else xp.concat(Vs, 1)
     dtype = A.dtype
-    return Diagonal(xp.astype(d, dtype)), xp.astype(U, dtype), xp.astype(V, dtype)
+    U = xp.astype(U, dtype)
+    return Diagonal(xp.astype(d, dtype)), U, (U if same else xp.astype(V, dtype))

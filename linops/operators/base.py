@@ -103,6 +103,10 @@ class LinearOperator:
         """``A @ X`` for a backend array ``X`` of shape (n, k); returns (m, k)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _matmat")
 
+    def _matvec(self, x):
+        """``A @ x`` for a vector (n,); override where a 1-D product is cheaper than (n, 1)."""
+        return self._matmat(x[:, None])[:, 0]
+
     def _rmatmat(self, X):
         """``X @ A`` for ``X`` of shape (k, m); returns (k, n).
 
@@ -166,7 +170,7 @@ class LinearOperator:
         if ndim == 2 and x.shape[0] == self.shape[1]:
             return self._matmat(x)
         if ndim == 1 and x.shape[0] == self.shape[1]:
-            return self._matmat(x[:, None])[:, 0]
+            return self._matvec(x)
         raise ShapeError(
             f"cannot apply {self._label()} to an array of shape {tuple(x.shape)}: "
             f"expected ({self.shape[1]},) or ({self.shape[1]}, k)"

@@ -29,6 +29,9 @@ class Dense(LinearOperator):
     def _matmat(self, X):
         return self.M @ X
 
+    def _matvec(self, x):
+        return self.M @ x
+
     def _rmatmat(self, X):
         return X @ self.M
 
