@@ -12,7 +12,9 @@ function such as ``lo.solve``; scipy, torch and jax when first needed.
 from typing import TYPE_CHECKING
 
 from . import errors
-from .algorithms import CG, LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact, SolveInfo
+from .algorithms import (
+    CG, LU, SLQ, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, EstimateInfo, Exact, Hutchinson, Lanczos, SolveInfo,
+)
 from .annotations import PSD, SelfAdjoint, Unitary
 from .errors import (
     BackendMismatchError,
@@ -97,7 +99,8 @@ __all__ = [
     "solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
     "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain",
     # algorithms
-    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "SolveInfo",
+    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "Lanczos", "SLQ", "Hutchinson",
+    "SolveInfo", "EstimateInfo",
     # errors
     "errors", "LinopsError", "ShapeError", "NotSquareError", "BackendMismatchError", "DeviceMismatchError",
     "NumericalError", "SingularMatrixError", "NotPSDError", "NotSelfAdjointError", "NonFiniteError", "DomainError",

@@ -2,6 +2,9 @@
 
 from .base import LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact
 from .cg import CG, cg
-from .info import SolveInfo
+from .estimators import Hutchinson, hutchinson, slq
+from .info import EstimateInfo, SolveInfo
+from .lanczos import SLQ, Lanczos, lanczos
 
-__all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "cg", "SolveInfo"]
+__all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "cg", "SolveInfo",
+           "Lanczos", "lanczos", "SLQ", "slq", "Hutchinson", "hutchinson", "EstimateInfo"]

@@ -89,6 +89,7 @@ class Auto(Algorithm):
     =============================  ================================================
     solve, inv; PSD, n > dense_n   ``CG(tol=cg_tol)``
     solve, inv, logdet, det        ``Cholesky()`` if annotated PSD, else ``LU()``
+    eigh with k; n > dense_n       ``Lanczos(tol=lanczos_tol)``
     eigh                           ``Eigh()``
     eig / svd                      ``Eig()`` / ``SVD()``
     trace, diag                    ``Exact()``
@@ -100,6 +101,8 @@ class Auto(Algorithm):
     * ``dense_n`` (default 4000): above this size a PSD solve uses conjugate gradients
       instead of a dense O(n^3) Cholesky with O(n^2) memory.
     * ``cg_tol`` (default 1e-10): the relative residual CG must reach when Auto picks it.
+    * ``lanczos_tol`` (default 1e-8): the Ritz residual (relative to max |θ|) for
+      ``eigh(A, k)`` with n > dense_n and no structure rule, which Auto gives to Lanczos.
 
     Operators that are not PSD still get a dense factorisation at every size until
     MINRES/GMRES and the stochastic logdet estimators join this list.
@@ -107,6 +110,7 @@ class Auto(Algorithm):
 
     dense_n: int = 4000
     cg_tol: float = 1e-10
+    lanczos_tol: float = 1e-8
 
     def select(self, fn: str, A) -> tuple[Algorithm, str]:
         """The concrete algorithm for ``fn`` on ``A`` and the reason, without running anything."""

@@ -9,7 +9,7 @@ from typing import Any
 from ..backends import on_backend_load
 from ..errors import ConvergenceError, ConvergenceWarning
 
-__all__ = ["SolveInfo", "report"]
+__all__ = ["SolveInfo", "EstimateInfo", "report"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,25 @@ def _register_info_with_jax(_backend) -> None:
         lambda i: ((i.iterations, i.converged, i.relative_residuals, i.history, i.breakdown), i.method),
         lambda method, ch: SolveInfo(method, *ch),
     )
+    jax.tree_util.register_pytree_node(
+        EstimateInfo,
+        lambda i: ((i.value, i.stderr, i.samples), (i.method, i.num_probes)),
+        lambda aux, ch: EstimateInfo(aux[0], ch[0], ch[1], aux[1], ch[2]),
+    )
 
 
 on_backend_load("jax", _register_info_with_jax)
+
+
+@dataclass(frozen=True)
+class EstimateInfo:
+    """The record of a stochastic estimate: ``value ± stderr`` from ``num_probes`` probes.
+
+    ``samples`` holds the per-probe estimates, whose mean is ``value``.
+    """
+
+    method: str
+    value: Any
+    stderr: Any
+    num_probes: int
+    samples: Any

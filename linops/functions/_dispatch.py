@@ -117,3 +117,13 @@ def dense_checked(A: LinearOperator, hermitian: bool, fn: str):
 def no_rule(fn: str, A: LinearOperator, alg, accepted: str) -> TypeError:
     """The error for an algorithm that ``fn`` cannot use on ``A`` (a user's choice, not a bug)."""
     return TypeError(f"lo.{fn} has no rule for {A._label()} with alg={alg!r}; use {accepted}")
+
+
+def generic_rule_applies(fn, A: LinearOperator, alg, *extra) -> bool:
+    """Whether ``fn(A, alg)`` would reach a generic (LinearOperator, ...) rule, not a structure rule."""
+    method = fn.resolve_method((A, alg, *extra))[0]
+    condition = getattr(method, "condition", None)
+    if condition is not None and not condition[0](A):
+        return True
+    first = next(iter(inspect.signature(method).parameters.values())).annotation
+    return first is LinearOperator or first == "LinearOperator"

@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from ..algorithms import LU, Algorithm, Auto, Cholesky
+from ..algorithms import LU, SLQ, Algorithm, Auto, Cholesky, EstimateInfo
+from ..algorithms.estimators import slq
 from ..errors import DomainError, NotPSDError, SingularMatrixError
 from ..operators import (
     Adjoint,
@@ -41,11 +42,25 @@ def slogdet(A: LinearOperator, alg: Algorithm = Auto()):
     return _slogdet(A, alg)
 
 
-def logdet(A: LinearOperator, alg: Algorithm = Auto()):
+def logdet(A: LinearOperator, alg: Algorithm = Auto(), return_info: bool = False):
     """``log det A``. For a real operator with negative determinant raises DomainError
-    (under ``jax.jit``, where values cannot be inspected, the result is NaN)."""
+    (under ``jax.jit``, where values cannot be inspected, the result is NaN).
+
+    ``alg=lo.SLQ(...)`` estimates it stochastically (PSD A); ``return_info=True`` then returns
+    ``(value, EstimateInfo)`` with the standard error (for exact algorithms stderr is 0).
+    """
     A = require_square(A, "logdet")
+    if isinstance(alg, SLQ):
+        info = _slq_logdet(A, alg)
+        return (info.value, info) if return_info else info.value
     sign, logabs = _slogdet(A, alg)
+    if return_info:
+        value = _logdet_value(A, sign, logabs)
+        return value, EstimateInfo("exact", value, 0 * logabs, 0, None)
+    return _logdet_value(A, sign, logabs)
+
+
+def _logdet_value(A, sign, logabs):
     xp = A.xp
     if xp.is_complex(A.dtype):
         return xp.log(xp.astype(sign, A.dtype)) + logabs
@@ -55,6 +70,11 @@ def logdet(A: LinearOperator, alg: Algorithm = Auto()):
             "use lo.slogdet for (sign, log|det|)"
         )
     return logabs + xp.log(sign) if not xp.is_concrete(sign) else logabs
+
+
+def _slq_logdet(A: LinearOperator, alg: SLQ):
+    xp = A.xp
+    return slq(A._matmat, A.shape[0], A.dtype, A.device, xp, xp.log, alg.num_probes, alg.steps, alg.seed)
 
 
 def det(A: LinearOperator, alg: Algorithm = Auto()):
@@ -84,6 +104,13 @@ def _slogdet(A: LinearOperator, alg: Auto):
 @dispatch
 def _slogdet(A: LinearOperator, alg: Algorithm):
     raise no_rule("slogdet", A, alg, "lo.Auto(), lo.Cholesky() or lo.LU()")
+
+
+@dispatch
+def _slogdet(A: LinearOperator, alg: SLQ):
+    """Stochastic Lanczos quadrature (PSD A): the sign is taken to be +1."""
+    xp = A.xp
+    return xp.ones((), A.dtype, A.device), _slq_logdet(A, alg).value
 
 
 @dispatch

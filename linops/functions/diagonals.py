@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from math import prod
 
-from ..algorithms import Algorithm, Auto, Exact
+from ..algorithms import Algorithm, Auto, EstimateInfo, Exact, Hutchinson
+from ..algorithms.estimators import hutchinson
 from ..operators import (
     Adjoint,
     BlockDiag,
@@ -40,9 +41,21 @@ def diag(A: LinearOperator, alg: Algorithm = Auto()):
     return _diag(as_operator(A, "diag"), alg)
 
 
-def trace(A: LinearOperator, alg: Algorithm = Auto()):
-    """The trace of square ``A``."""
-    return _trace(require_square(A, "trace"), alg)
+def trace(A: LinearOperator, alg: Algorithm = Auto(), return_info: bool = False):
+    """The trace of square ``A``.
+
+    ``alg=lo.Hutchinson(...)`` estimates it from random probes; ``return_info=True`` then
+    returns ``(value, EstimateInfo)`` with the standard error (0 for exact rules).
+    """
+    A = require_square(A, "trace")
+    if isinstance(alg, Hutchinson):
+        xp = A.xp
+        info = hutchinson(A._matmat, A.shape[0], A.dtype, A.device, xp, alg.num_probes, alg.seed)
+        return (info.value, info) if return_info else info.value
+    value = _trace(A, alg)
+    if return_info:
+        return value, EstimateInfo("exact", value, 0 * value, 0, None)
+    return value
 
 
 def _ones(A, n):
@@ -169,6 +182,12 @@ def _diag(A: Transpose, alg: Algorithm):
 @dispatch
 def _trace(A: LinearOperator, alg: Algorithm):
     return A.xp.sum(_diag(A, alg))
+
+
+@dispatch
+def _trace(A: LinearOperator, alg: Hutchinson):
+    """Hutchinson's estimator (for the parts of a structured operator, e.g. Kronecker factors)."""
+    return hutchinson(A._matmat, A.shape[0], A.dtype, A.device, A.xp, alg.num_probes, alg.seed).value
 
 
 @dispatch(precedence=STRUCTURE)

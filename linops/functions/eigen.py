@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..algorithms import SVD, Algorithm, Auto, Eig, Eigh
+from ..algorithms import SVD, Algorithm, Auto, Eig, Eigh, Lanczos
 from ..operators import (
     BlockDiag,
     Dense,
@@ -30,7 +30,7 @@ from ..operators import (
     LowRank,
     ScalarMul,
 )
-from ._dispatch import STRUCTURE, dense_checked, dispatch, no_rule, require_square
+from ._dispatch import generic_rule_applies, STRUCTURE, dense_checked, dispatch, no_rule, require_square
 
 __all__ = ["eigh", "eig", "svd", "kronecker_sum_eigh"]
 
@@ -43,9 +43,19 @@ def eigh(A: LinearOperator, k: int | None = None, which: str = "LA", alg: Algori
     ``k=None``: all n eigenvalues, ascending, and ``V`` as an (often structured) operator.
     ``k``: the k eigenvalues chosen by ``which`` ("LA"/"SA" largest/smallest algebraic,
     "LM"/"SM" largest/smallest magnitude), returned ascending, with ``V`` a Dense n x k.
+    ``alg=lo.Lanczos()`` (or ``Auto`` with k given, n > ``dense_n`` and no structure rule)
+    runs Lanczos with full reorthogonalisation on the whole operator.
     Raises NotSelfAdjointError for an operator that is not self-adjoint.
     """
     A = require_square(A, "eigh")
+    if k is not None and isinstance(alg, Auto) and A.shape[0] > alg.dense_n and generic_rule_applies(_eigh, A, alg):
+        alg = Lanczos(tol=alg.lanczos_tol)
+    if isinstance(alg, Lanczos):
+        if k is None:
+            raise ValueError("lo.eigh with alg=Lanczos computes k eigenpairs: pass k")
+        from .iterative import lanczos_eigh
+
+        return lanczos_eigh(A, k, which, alg)
     w, V = _eigh(A, alg)
     return _select(A, w, V, k, which, ascending=True)
 
