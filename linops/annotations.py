@@ -44,7 +44,11 @@ def annotate(A: LinearOperator, *tags: str) -> LinearOperator:
 
 
 def PSD(A: LinearOperator) -> LinearOperator:
-    """Promise that ``A`` is Hermitian positive definite (Cholesky, CG and SLQ become available)."""
+    """Promise that ``A`` is Hermitian positive semi-definite (Cholesky, CG and SLQ become available).
+
+    A singular PSD operator is allowed: its slogdet is (0, -inf); solves with it raise
+    SingularMatrixError or NotPSDError (Cholesky cannot tell singular from indefinite).
+    """
     return annotate(A, "PSD")
 
 

@@ -50,11 +50,16 @@ class SLQ(Algorithm):
     ``num_probes`` Rademacher probes, ``steps`` Lanczos steps each (cost: probes x steps
     products); ``seed`` makes the probes reproducible. The reported standard error is the
     probes' sample standard deviation over sqrt(num_probes).
+
+    Gradients are implicit (as in BBMM): ``d log det A = tr(A^{-1} dA)`` is estimated with
+    the same probes, ``(1/p) Σ_j (A^{-1} z_j)^H dA z_j``, the solves by CG to ``grad_tol``.
+    Memory does not grow with ``steps``.
     """
 
     num_probes: int = 10
     steps: int = 30
     seed: int = 0
+    grad_tol: float = 1e-6
 
     def __post_init__(self):
         for name in ("num_probes", "steps"):

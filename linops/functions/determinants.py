@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from ..algorithms import LU, SLQ, Algorithm, Auto, Cholesky, EstimateInfo
-from ..algorithms.estimators import slq
 from ..errors import DomainError, NotPSDError, SingularMatrixError
 from ..operators import (
     Adjoint,
@@ -73,8 +72,9 @@ def _logdet_value(A, sign, logabs):
 
 
 def _slq_logdet(A: LinearOperator, alg: SLQ):
-    xp = A.xp
-    return slq(A._matmat, A.shape[0], A.dtype, A.device, xp, xp.log, alg.num_probes, alg.steps, alg.seed)
+    from .iterative import slq_logdet
+
+    return slq_logdet(A, alg)
 
 
 def det(A: LinearOperator, alg: Algorithm = Auto()):
@@ -118,11 +118,29 @@ def _slogdet(A: LinearOperator, alg: Cholesky):
     try:
         return _from_factors(CholeskyInverse(A, alg))
     except NotPSDError:
-        # semi-definite and singular (det 0) is allowed by the PSD promise; indefinite is not
-        sign, logabs = _slogdet(A, LU())
-        if not A.xp.is_concrete(sign) or float(A.xp.to_numpy(abs(sign))) != 0:
-            raise
-        return sign, logabs
+        return _semidefinite(A)
+
+
+def _semidefinite(A: LinearOperator):
+    """After a failed Cholesky: (0, -inf) if A is positive semi-definite and (numerically)
+    singular, which the PSD promise allows; NotPSDError if it has a negative eigenvalue."""
+    xp = A.xp
+    w = xp.eigh(A.to_dense())[0]
+    if not xp.is_concrete(w):  # traced: values cannot be inspected; report the promise broken
+        raise _indefinite(A, float("nan"))
+    wn = xp.to_numpy(w)
+    tol = A.shape[0] * xp.eps(A.dtype) * max(float(abs(wn).max(initial=0)), 1e-300)
+    if wn.min(initial=0) < -tol:
+        raise _indefinite(A, float(wn.min()))
+    zero = xp.zeros((), A.dtype, A.device)
+    return zero, -float("inf") + xp.zeros((), xp.real_dtype(A.dtype), A.device)
+
+
+def _indefinite(A, lowest):
+    return NotPSDError(
+        f"{A._label()} was promised PSD but has eigenvalue {lowest:.3g} < 0: it is indefinite; "
+        "drop the PSD annotation (lo.LU() handles indefinite operators)"
+    )
 
 
 @dispatch

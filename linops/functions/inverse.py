@@ -198,7 +198,7 @@ def _inv(A: LinearOperator, alg: Auto):
 
 @dispatch
 def _inv(A: LinearOperator, alg: Algorithm):
-    raise no_rule("inv", A, alg, "lo.Auto(), lo.Cholesky() or lo.LU()")
+    raise no_rule("inv/solve", A, alg, "lo.Auto(), lo.Cholesky(), lo.LU() or lo.CG()")
 
 
 @dispatch
