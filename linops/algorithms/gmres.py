@@ -17,7 +17,9 @@ at the end of each cycle the residual is recomputed as ``B - A X`` (one product 
 for the block), so the reported ``relative_residuals`` and ``converged`` are those of the
 true residual, and a column whose estimate drifted below ``tol`` but whose true residual did
 not is taken up again in the next cycle. ``max_iters`` counts inner (Arnoldi) iterations over
-all cycles; the products with ``A`` are ``iterations`` plus one per cycle.
+all cycles; the products with ``A`` are ``iterations`` plus one per cycle. The history holds
+the Givens estimate after each iteration, except that the row ending a cycle holds the
+true residual (so its last row is ``relative_residuals``).
 
 Right-hand sides are vectorised: the k columns share each product with ``A`` (one
 ``matmat`` of an ``(n, k)`` block per iteration) but each has its own Krylov space. Cost per

@@ -18,12 +18,13 @@ kept by one more recurrence, ``r_k = phibar_k u_k`` with ``u_k = s_k u_{k-1} - c
 A column with ``b_j = 0`` is solved by ``x_j = 0`` at once. Columns that have converged are
 frozen (their whole state is kept, so each column gets the iterates it would get alone).
 A breakdown is recorded in ``SolveInfo.breakdown`` and freezes the column: the preconditioner
-is not positive definite (``r^H M r <= 0``), the projected system is singular (the
-Krylov space is invariant and ``b`` is not in the range of ``A``: the QR pivot ``gamma`` is
-below ``10 eps`` times its column's norm, which a non-singular ``A`` cannot give, as
-``gamma >= sigma_min(A)``), or a coefficient is not finite. The column then keeps the
-iterate of the step before, the least-squares solution over the Krylov space so far. The operator's Hermitian symmetry is *assumed*, not checked: on
-a non-Hermitian operator the recurrence residual need not match the true one (use GMRES).
+is not positive definite (``b^H M b <= 0``, or ``r^H M r < 0`` for a later Lanczos vector),
+the projected system is singular (the Krylov space is invariant and ``b`` is not in the
+range of ``A``: the QR pivot ``gamma`` is below ``10 eps`` times its column's norm, which a
+non-singular ``A`` cannot give, as ``gamma >= sigma_min(A)``), or a coefficient is not
+finite. The column keeps the minimum-residual iterate of the steps before. The operator's
+Hermitian symmetry is *assumed*, not checked: on a non-Hermitian operator the recurrence
+residual need not match the true one (use GMRES).
 
 One step function serves every backend: numpy and torch drive it with a Python loop
 (recording the residual history as it goes); jax with ``lax.while_loop`` and a history
