@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from . import errors
 from .algorithms import (
-    CG, LU, SLQ, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, EstimateInfo, Exact, Hutchinson, Lanczos, SolveInfo,
+    CG, GMRES, LU, MINRES, SLQ, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, EstimateInfo, Exact, Hutchinson, Lanczos,
+    SolveInfo,
 )
 from .annotations import PSD, SelfAdjoint, Unitary
 from .errors import (
@@ -99,7 +100,7 @@ __all__ = [
     "solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
     "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain",
     # algorithms
-    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "Lanczos", "SLQ", "Hutchinson",
+    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "MINRES", "GMRES", "Lanczos", "SLQ", "Hutchinson",
     "SolveInfo", "EstimateInfo",
     # errors
     "errors", "LinopsError", "ShapeError", "NotSquareError", "BackendMismatchError", "DeviceMismatchError",

@@ -23,7 +23,7 @@ def _subclasses(cls):
 
 OPERATOR_TYPES = sorted(_subclasses(LinearOperator), key=lambda c: c.__name__)
 ALGORITHMS = [algorithms.Auto, algorithms.Cholesky, algorithms.LU, algorithms.Eigh, algorithms.Eig,
-              algorithms.SVD, algorithms.Exact, algorithms.CG, algorithms.Lanczos, algorithms.SLQ, algorithms.Hutchinson]
+              algorithms.SVD, algorithms.Exact, algorithms.CG, algorithms.MINRES, algorithms.GMRES, algorithms.Lanczos, algorithms.SLQ, algorithms.Hutchinson]
 FUNCTIONS = [rules.inv, rules.slogdet, rules.diag, rules.trace, rules.eigh, rules.eig, rules.svd]
 
 

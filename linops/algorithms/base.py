@@ -87,7 +87,9 @@ class Auto(Algorithm):
     Decision list for an operator without a structure rule (first match wins):
 
     =============================  ================================================
-    solve, inv; PSD, n > dense_n   ``CG(tol=cg_tol)``
+    solve, inv; PSD, n > dense_n   ``CG(tol=krylov_tol)``
+    solve, inv; self-adjoint, ...  ``MINRES(tol=krylov_tol)``
+    solve, inv; other, n > dense_n ``GMRES(tol=krylov_tol)``
     solve, inv, logdet, det        ``Cholesky()`` if annotated PSD, else ``LU()``
     eigh with k; n > dense_n       ``Lanczos(tol=lanczos_tol)``
     eigh                           ``Eigh()``
@@ -100,16 +102,17 @@ class Auto(Algorithm):
 
     * ``dense_n`` (default 4000): above this size a PSD solve uses conjugate gradients
       instead of a dense O(n^3) Cholesky with O(n^2) memory.
-    * ``cg_tol`` (default 1e-10): the relative residual CG must reach when Auto picks it.
+    * ``krylov_tol`` (default 1e-10): the relative residual CG/MINRES/GMRES must reach when
+      Auto picks them.
     * ``lanczos_tol`` (default 1e-8): the Ritz residual (relative to max |θ|) for
       ``eigh(A, k)`` with n > dense_n and no structure rule, which Auto gives to Lanczos.
 
-    Operators that are not PSD still get a dense factorisation at every size until
-    MINRES/GMRES and the stochastic logdet estimators join this list.
+    logdet/det stay dense at every size under Auto: a stochastic estimate is a choice the
+    caller makes explicitly (``alg=lo.SLQ(...)``), since it changes the answer's accuracy.
     """
 
     dense_n: int = 4000
-    cg_tol: float = 1e-10
+    krylov_tol: float = 1e-10
     lanczos_tol: float = 1e-8
 
     def select(self, fn: str, A) -> tuple[Algorithm, str]:
@@ -117,10 +120,19 @@ class Auto(Algorithm):
         family = _FAMILY.get(fn)
         tags = A.annotations
         n = A.shape[0]
-        if fn in ("inv", "solve") and "PSD" in tags and n > self.dense_n:
-            from .cg import CG
+        if fn in ("inv", "solve") and n > self.dense_n:
+            big = f"n = {n} > dense_n = {self.dense_n}"
+            if "PSD" in tags:
+                from .cg import CG
 
-            return CG(tol=self.cg_tol), f"annotated PSD and n = {n} > dense_n = {self.dense_n}: conjugate gradients"
+                return CG(tol=self.krylov_tol), f"annotated PSD and {big}: conjugate gradients"
+            if "SelfAdjoint" in tags:
+                from .minres import MINRES
+
+                return MINRES(tol=self.krylov_tol), f"self-adjoint and {big}: MINRES"
+            from .gmres import GMRES
+
+            return GMRES(tol=self.krylov_tol), f"{big}, no symmetry known: restarted GMRES"
         if family == "factor":
             if "PSD" in tags:
                 return Cholesky(), "annotated PSD: dense Cholesky"

@@ -17,7 +17,8 @@ class SolveInfo:
     """The record of one iterative solve with k right-hand sides.
 
     * ``method``: the algorithm's name.
-    * ``iterations``: iterations run (products with the operator).
+    * ``iterations``: iterations run (for CG and MINRES the number of products with the
+      operator; GMRES also does one product per restart cycle).
     * ``converged``: (k,) booleans, ``||b - A x|| <= tol ||b||`` per column.
     * ``relative_residuals``: (k,) final ``||b - A x|| / ||b||`` (from the recurrence).
     * ``history``: (iterations + 1, k) relative residuals, one row per iteration (under
@@ -38,6 +39,14 @@ class SolveInfo:
         return bool(self.converged.all())
 
 
+_BREAKDOWN = {
+    "CG": "; it met non-positive curvature, so the operator is not positive definite (use MINRES/GMRES or LU)",
+    "MINRES": "; it broke down: the preconditioner is not positive definite or the system is singular",
+    "GMRES": "; it broke down: the system is singular (b is not in the range of A) or stagnated",
+    "Lanczos": "; some Ritz pairs lie past an invariant subspace (a breakdown)",
+}
+
+
 def report(info: SolveInfo, tol: float, on_failure: str, xp) -> None:
     """Raise ConvergenceError (or warn) unless every column converged; no-op for traced values."""
     if not xp.is_concrete(info.converged):
@@ -53,7 +62,7 @@ def report(info: SolveInfo, tol: float, on_failure: str, xp) -> None:
         f"stopped at relative residual {worst:.3g} > tol {tol:.3g} after {int(info.iterations)} iterations"
     )
     if broke:
-        msg += "; it met non-positive curvature, so the operator is not positive definite (use MINRES/GMRES or LU)"
+        msg += _BREAKDOWN.get(info.method, "; it broke down")
     else:
         msg += "; raise max_iters, loosen tol, or pass a preconditioner (precond=)"
     if on_failure == "warn":

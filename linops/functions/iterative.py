@@ -10,8 +10,11 @@ does not grow with their number.
 
 from __future__ import annotations
 
-from ..algorithms import CG, Algorithm
+from ..algorithms import CG, GMRES, MINRES, Algorithm
 from ..algorithms.cg import cg
+from ..algorithms.gmres import gmres
+from ..algorithms.minres import minres
+from ..errors import NotSelfAdjointError
 from ..algorithms.info import SolveInfo, report
 from ..operators import LinearOperator
 from ..operators.base import array_leaves
@@ -29,7 +32,7 @@ class IterativeInverse(Inverse):
         super().__init__(A)
 
     def _solve(self, X, adjoint):
-        X, info = solve_iterative(self.A.H if adjoint else self.A, X, self.alg)
+        X, info = solve_iterative(self.A.H if adjoint else self.A, X, self.alg, "H" if adjoint else "")
         report(info, self.alg.tol, self.alg.on_failure, self.xp)
         return X
 
@@ -41,44 +44,56 @@ class IterativeInverse(Inverse):
         return (X[:, 0] if vec else X), info
 
 
-def _kernel(A: LinearOperator, alg: Algorithm):
-    """``B -> (X, info)`` running ``alg`` on ``A`` with no gradient handling."""
+def _kernel(A: LinearOperator, alg: Algorithm, side: str = ""):
+    """``B -> (X, info)`` running ``alg`` on ``A`` with no gradient handling.
+
+    ``side`` is "", "H" or "T" when ``A`` is the original operator, its adjoint or its
+    transpose: the preconditioner is transformed the same way.
+    """
     max_iters = alg.max_iters if alg.max_iters is not None else 10 * A.shape[0]
-    precond = alg.precond._matmat if alg.precond is not None else None
+    M = alg.precond
+    if M is not None and side:
+        M = M.H if side == "H" else M.T
+    pc = M._matmat if M is not None else None
+    xp = A.xp
     if isinstance(alg, CG):
-        return lambda B, A=A: cg(A._matmat, B, A.xp, alg.tol, max_iters, precond)
+        return lambda B: cg(A._matmat, B, xp, alg.tol, max_iters, pc)
+    if isinstance(alg, MINRES):
+        return lambda B: minres(A._matmat, B, xp, alg.tol, max_iters, pc)
+    if isinstance(alg, GMRES):
+        return lambda B: gmres(A._matmat, B, xp, alg.tol, max_iters, alg.restart, pc)
     raise TypeError(f"no iterative kernel for {alg!r}")  # pragma: no cover - rules guard this
 
 
-def solve_iterative(A: LinearOperator, B, alg: Algorithm):
+def solve_iterative(A: LinearOperator, B, alg: Algorithm, side: str = ""):
     """``(A^{-1} B, info)`` with implicit gradients on torch and jax."""
     xp = A.xp
     if xp.name == "jax":
-        return _solve_jax(A, B, alg)
+        return _solve_jax(A, B, alg, side)
     if xp.name == "torch":
         import torch
 
         arrays, rebuild = array_leaves(A)
         if torch.is_grad_enabled() and (B.requires_grad or any(getattr(a, "requires_grad", False) for a in arrays)):
             sink: list[SolveInfo] = []
-            X = _torch_function().apply(B, alg, rebuild, sink, *arrays)
+            X = _torch_function().apply(B, alg, rebuild, sink, side, *arrays)
             return X, sink[0]
-    return _kernel(A, alg)(B)
+    return _kernel(A, alg, side)(B)
 
 
 # ------------------------------------------------------------------------------ jax
-def _solve_jax(A, B, alg):
+def _solve_jax(A, B, alg, side):
     from jax import lax
 
     def matvec(X):
         return A._matmat(X)
 
     def solve(_matvec, C):
-        return _kernel(A, alg)(C)
+        return _kernel(A, alg, side)(C)
 
-    def transpose_solve(_vecmat, C):  # A^T y = c  <=>  A conj(y) = conj(c) for Hermitian A
+    def transpose_solve(_vecmat, C):  # A^T y = c  <=>  A^H conj(y) = conj(c)
         conj = A.xp.conj
-        X, info = _kernel(A, alg)(conj(C))
+        X, info = _kernel(A.H, alg, "H" if not side else "")(conj(C))
         return conj(X), info
 
     return lax.custom_linear_solve(matvec, B, solve, transpose_solve, has_aux=True)
@@ -98,12 +113,12 @@ def _torch_function():
         """x = A^{-1} b with inputs (b, *A's tensors); backward is one adjoint solve."""
 
         @staticmethod
-        def forward(ctx, B, alg, rebuild, sink, *arrays):
+        def forward(ctx, B, alg, rebuild, sink, side, *arrays):
             A = rebuild(arrays)
             with torch.no_grad():
-                X, info = _kernel(A, alg)(B)
+                X, info = _kernel(A, alg, side)(B)
             sink.append(info)
-            ctx.alg, ctx.rebuild = alg, rebuild
+            ctx.alg, ctx.rebuild, ctx.side = alg, rebuild, side
             ctx.save_for_backward(X, *arrays)
             return X
 
@@ -112,10 +127,10 @@ def _torch_function():
             X, *arrays = ctx.saved_tensors
             A = ctx.rebuild(arrays)
             with torch.no_grad():
-                lam, info = _kernel(A.H, ctx.alg)(G)
+                lam, info = _kernel(A.H, ctx.alg, "H" if not ctx.side else "")(G)
             report(info, ctx.alg.tol, ctx.alg.on_failure, A.xp)
             grads = [None] * len(arrays)
-            wanted = [i for i, a in enumerate(arrays) if ctx.needs_input_grad[4 + i]]
+            wanted = [i for i, a in enumerate(arrays) if ctx.needs_input_grad[5 + i]]
             if wanted:
                 with torch.enable_grad():
                     leaves = [a.detach().requires_grad_(i in wanted) for i, a in enumerate(arrays)]
@@ -123,7 +138,7 @@ def _torch_function():
                     got = torch.autograd.grad(AX, [leaves[i] for i in wanted], grad_outputs=-lam, allow_unused=True)
                 for i, g in zip(wanted, got):
                     grads[i] = g
-            return (lam, None, None, None, *grads)
+            return (lam, None, None, None, None, *grads)
 
     _FUNCTION = IterativeSolve
     return _FUNCTION
@@ -133,6 +148,23 @@ def _torch_function():
 @dispatch
 def _inv(A: LinearOperator, alg: CG):
     """Conjugate gradients (Hermitian positive definite A); implicit gradients."""
+    return IterativeInverse(A, alg)
+
+
+@dispatch
+def _inv(A: LinearOperator, alg: MINRES):
+    """MINRES (self-adjoint, possibly indefinite A: annotate it lo.SelfAdjoint); implicit gradients."""
+    if "SelfAdjoint" not in A.annotations:
+        raise NotSelfAdjointError(
+            f"MINRES needs a self-adjoint operator, and {A._label()} is not annotated so: wrap it in "
+            "lo.SelfAdjoint(...) if it is, or use lo.GMRES() for a general operator"
+        )
+    return IterativeInverse(A, alg)
+
+
+@dispatch
+def _inv(A: LinearOperator, alg: GMRES):
+    """Restarted GMRES (any square non-singular A); implicit gradients."""
     return IterativeInverse(A, alg)
 
 
