@@ -9,7 +9,7 @@ from plum import AmbiguousLookupError
 
 import linops as lo
 from linops import algorithms, operators
-from linops.functions import determinants, diagonals, eigen, inverse, matfun, rules
+from linops.functions import rules
 from linops.operators.base import LinearOperator
 
 

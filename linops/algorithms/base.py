@@ -26,6 +26,24 @@ class Algorithm:
     """Base class of the ``alg=`` objects."""
 
 
+def check_stopping(alg) -> None:
+    """Validate the fields iterative algorithms share: ``tol > 0``, ``max_iters`` a positive
+    integer or None, ``on_failure`` "raise" or "warn" (called from their ``__post_init__``)."""
+    name = type(alg).__name__
+    if not alg.tol > 0:
+        raise ValueError(f"{name}: tol must be positive, got {alg.tol!r}")
+    m = alg.max_iters
+    if m is not None and not (isinstance(m, int) and not isinstance(m, bool) and m >= 1):
+        raise ValueError(f"{name}: max_iters must be a positive integer or None, got {m!r}")
+    if alg.on_failure not in ("raise", "warn"):
+        raise ValueError(f"{name}: on_failure must be 'raise' or 'warn', got {alg.on_failure!r}")
+
+
+def colnorm(xp, X):
+    """Euclidean norms of the columns of ``X`` (n, k), real-valued."""
+    return xp.sqrt(xp.sum(xp.real(xp.conj(X) * X), axis=0))
+
+
 @dataclass(frozen=True)
 class Cholesky(Algorithm):
     """Dense Cholesky factorisation, O(n^3/3); needs a Hermitian positive definite operator.

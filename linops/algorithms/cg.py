@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .base import Algorithm
+from .base import Algorithm, check_stopping, colnorm
 from .info import SolveInfo
 
 __all__ = ["CG", "cg"]
@@ -43,22 +43,13 @@ class CG(Algorithm):
     on_failure: str = "raise"
 
     def __post_init__(self):
-        if not self.tol > 0:
-            raise ValueError(f"CG: tol must be positive, got {self.tol!r}")
-        if self.max_iters is not None and not (isinstance(self.max_iters, int) and self.max_iters >= 1):
-            raise ValueError(f"CG: max_iters must be a positive integer or None, got {self.max_iters!r}")
-        if self.on_failure not in ("raise", "warn"):
-            raise ValueError(f"CG: on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
-
-
-def _colnorm(xp, R):
-    return xp.sqrt(xp.sum(xp.real(xp.conj(R) * R), axis=0))
+        check_stopping(self)
 
 
 def cg(matmat: Callable, B, xp, tol: float, max_iters: int, precond: Callable | None = None):
     """Solve ``A X = B`` for B (n, k) given ``matmat(P) = A @ P``; returns ``(X, SolveInfo)``."""
     apply_m = precond if precond is not None else (lambda R: R)
-    bnorm = _colnorm(xp, B)
+    bnorm = colnorm(xp, B)
     target = tol * bnorm
     scale = xp.where(bnorm > 0, bnorm, 1 + 0 * bnorm)
     X = 0 * B
@@ -84,7 +75,7 @@ def cg(matmat: Callable, B, xp, tol: float, max_iters: int, precond: Callable | 
         beta = xp.where(active, rz_new / xp.where(active & (rz != 0), rz, 1 + 0 * rz), 0 * rz)
         P = xp.where(active, Z + beta * P, P)
         rz = xp.where(active, rz_new, rz)
-        rnorm = xp.where(active, _colnorm(xp, R), rnorm)
+        rnorm = xp.where(active, colnorm(xp, R), rnorm)
         return X, R, P, rz, rnorm, breakdown
 
     if xp.name == "jax":

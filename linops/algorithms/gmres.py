@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .base import Algorithm
+from .base import Algorithm, check_stopping, colnorm
 from .info import SolveInfo
 
 __all__ = ["GMRES", "gmres"]
@@ -74,21 +74,12 @@ class GMRES(Algorithm):
     on_failure: str = "raise"
 
     def __post_init__(self):
-        if not self.tol > 0:
-            raise ValueError(f"GMRES: tol must be positive, got {self.tol!r}")
-        if self.max_iters is not None and not (isinstance(self.max_iters, int) and self.max_iters >= 1):
-            raise ValueError(f"GMRES: max_iters must be a positive integer or None, got {self.max_iters!r}")
+        check_stopping(self)
         if not (isinstance(self.restart, int) and not isinstance(self.restart, bool) and self.restart >= 1):
             raise ValueError(f"GMRES: restart must be a positive integer, got {self.restart!r}")
-        if self.on_failure not in ("raise", "warn"):
-            raise ValueError(f"GMRES: on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
 
 
 _SINGULAR = 10.0  # a pivot below _SINGULAR * eps * (its column's norm) is a breakdown
-
-
-def _colnorm(xp, R):
-    return xp.sqrt(xp.sum(xp.real(xp.conj(R) * R), axis=0))
 
 
 def _finite(x):
@@ -167,7 +158,7 @@ def gmres(
     n, k = B.shape
     m = max(1, min(int(restart), int(max_iters), n))  # the Krylov space of a column has dimension <= n
     dtype, device = B.dtype, xp.device_of(B)
-    bnorm = _colnorm(xp, B)
+    bnorm = colnorm(xp, B)
     target = tol * bnorm
     scale = xp.where(bnorm > 0, bnorm, 1 + 0 * bnorm)
     rzero = 0 * bnorm
@@ -194,7 +185,7 @@ def gmres(
 
         W, h = L.fori(0, j + 1, mgs, (W, h))
         W, h = L.fori(0, j + 1, mgs, (W, h))  # the reorthogonalisation pass
-        hnorm = _colnorm(xp, W)  # h[j + 1, j], real
+        hnorm = colnorm(xp, W)  # h[j + 1, j], real
 
         def rotate(i, h):  # the rotations of the earlier steps (both rows computed before either is set)
             a, b = L.get(h, i), L.get(h, i + 1)
@@ -208,8 +199,8 @@ def gmres(
         rho = xp.sqrt(absa * absa + hnorm * hnorm)
         # |R_jj| >= sigma_min(A M) and the column's norm <= ||A M||: a pivot at rounding level
         # relative to its column means the projected system is (numerically) singular
-        colnorm = xp.sqrt(xp.sum(xp.real(xp.conj(h) * h), axis=0) + hnorm * hnorm)  # h[j + 1] is still 0
-        ok = (rho > _SINGULAR * eps * colnorm) & _finite(rho) & _finite(colnorm)
+        hcol = xp.sqrt(xp.sum(xp.real(xp.conj(h) * h), axis=0) + hnorm * hnorm)  # h[j + 1] is still 0
+        ok = (rho > _SINGULAR * eps * hcol) & _finite(rho) & _finite(hcol)
         go = active & ok
         rho = xp.where(ok, rho, 1 + rzero)
         phase = xp.where(absa > 0, a / xp.where(absa > 0, absa, 1 + rzero), 1 + 0 * a)
@@ -266,7 +257,7 @@ def gmres(
         Y = L.fori(0, m, backsub, zeros(m, k))
         X = X + apply_m(xp.einsum("ink,ik->nk", V[:m], Y))
         R = B - matmat(X)  # the true residual: what is reported, and where the next cycle starts
-        rnorm = _colnorm(xp, R)
+        rnorm = colnorm(xp, R)
         hist = L.record(hist, it, rnorm / scale)
         return it, X, R, rnorm, breakdown, hist
 

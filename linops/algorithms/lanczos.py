@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .base import Algorithm
+from .base import Algorithm, check_stopping, colnorm
 
 __all__ = ["Lanczos", "SLQ", "lanczos", "ritz", "slq_quadrature"]
 
@@ -35,12 +35,7 @@ class Lanczos(Algorithm):
     on_failure: str = "raise"
 
     def __post_init__(self):
-        if not self.tol > 0:
-            raise ValueError(f"Lanczos: tol must be positive, got {self.tol!r}")
-        if self.max_iters is not None and not (isinstance(self.max_iters, int) and self.max_iters >= 1):
-            raise ValueError(f"Lanczos: max_iters must be a positive integer or None, got {self.max_iters!r}")
-        if self.on_failure not in ("raise", "warn"):
-            raise ValueError(f"Lanczos: on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
+        check_stopping(self)
 
 
 @dataclass(frozen=True)
@@ -68,10 +63,6 @@ class SLQ(Algorithm):
                 raise ValueError(f"SLQ: {name} must be a positive integer, got {v!r}")
 
 
-def _colnorm(xp, X):
-    return xp.sqrt(xp.sum(xp.real(xp.conj(X) * X), axis=0))
-
-
 def lanczos(matmat: Callable, V0, xp, steps: int):
     """``(alpha (m, p), beta (m, p), Q (m, n, p))`` for ``p`` starting vectors ``V0`` (n, p).
 
@@ -79,7 +70,7 @@ def lanczos(matmat: Callable, V0, xp, steps: int):
     Ritz pairs' errors). Columns of Q are orthonormal per process.
     """
     n, p = V0.shape
-    nrm = _colnorm(xp, V0)
+    nrm = colnorm(xp, V0)
     q = V0 / xp.where(nrm > 0, nrm, 1 + 0 * nrm)
     rdt = nrm.dtype
     Q = xp.zeros((steps, n, p), V0.dtype, xp.device_of(V0))
@@ -96,7 +87,7 @@ def lanczos(matmat: Callable, V0, xp, steps: int):
         for _ in range(2):  # full reorthogonalisation, twice ("twice is enough")
             coef = xp.einsum("jnp,np->jp", xp.conj(Q), w)
             w = w - xp.einsum("jnp,jp->np", Q, coef)
-        b = _colnorm(xp, w)
+        b = colnorm(xp, w)
         scale = xp.where(xp.abs(a) > scale, xp.abs(a), scale)
         alive = b > 1e3 * xp.eps(rdt) * xp.where(scale > 0, scale, 1 + 0 * scale)
         b = xp.where(alive, b, 0 * b)

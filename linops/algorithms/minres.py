@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .base import Algorithm
+from .base import Algorithm, check_stopping, colnorm
 from .info import SolveInfo
 
 __all__ = ["MINRES", "minres"]
@@ -60,19 +60,10 @@ class MINRES(Algorithm):
     on_failure: str = "raise"
 
     def __post_init__(self):
-        if not self.tol > 0:
-            raise ValueError(f"MINRES: tol must be positive, got {self.tol!r}")
-        if self.max_iters is not None and not (isinstance(self.max_iters, int) and self.max_iters >= 1):
-            raise ValueError(f"MINRES: max_iters must be a positive integer or None, got {self.max_iters!r}")
-        if self.on_failure not in ("raise", "warn"):
-            raise ValueError(f"MINRES: on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
+        check_stopping(self)
 
 
 _SINGULAR = 10.0  # gamma below _SINGULAR * eps * (its column's norm) is a breakdown
-
-
-def _colnorm(xp, R):
-    return xp.sqrt(xp.sum(xp.real(xp.conj(R) * R), axis=0))
 
 
 def _rdot(xp, U, V):
@@ -92,7 +83,7 @@ def minres(matmat: Callable, B, xp, tol: float, max_iters: int, precond: Callabl
     """
     apply_m = precond if precond is not None else (lambda R: R)
     track = precond is not None  # keep the 2-norm of the residual by its own recurrence
-    bnorm = _colnorm(xp, B)
+    bnorm = colnorm(xp, B)
     target = tol * bnorm
     scale = _safe(xp, bnorm, bnorm > 0)
     zero = 0 * bnorm
@@ -147,7 +138,7 @@ def minres(matmat: Callable, B, xp, tol: float, max_iters: int, precond: Callabl
         if track:
             U = sn * s["U"] - cs * (R2 / _safe(xp, beta_new, beta_new > 0))
             new["U"] = U
-            new["rnorm"] = phibar * _colnorm(xp, U)
+            new["rnorm"] = phibar * colnorm(xp, U)
         else:
             new["rnorm"] = phibar
         go = active & ~bad

@@ -6,7 +6,7 @@ Importing it registers every LinearOperator class as a JAX pytree (see
 
 from __future__ import annotations
 
-from typing import Any
+
 
 import jax
 import jax.numpy as jnp

@@ -5,7 +5,7 @@ trace), ``eigen`` (eigh, eig, svd), ``matfun`` (exp, log, sqrt, isqrt, pow, appl
 ``rules`` is the public extension point (the plum functions, for your own rules).
 """
 
-from . import iterative, rules
+from . import iterative, rules  # noqa: F401  (iterative registers the CG/MINRES/GMRES rules)
 from .determinants import det, logdet, slogdet
 from .diagonals import diag, trace
 from .eigen import eig, eigh, svd
