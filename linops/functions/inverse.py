@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..algorithms import LU, Algorithm, Auto, Cholesky
 from ..backends import is_concrete
-from ..errors import SingularMatrixError
+from ..errors import NonFiniteError, SingularMatrixError
 from ..operators import (
     Adjoint,
     BlockDiag,
@@ -84,21 +84,41 @@ def _solve_dense(A: Dense, b, alg: Algorithm):
 def _solve_dense(A: Dense, b, alg: Auto):
     if "Unitary" in A.annotations:
         return A.H @ b
-    return _solve_dense(A, b, alg.select("solve", A)[0])
+    concrete = alg.select("solve", A)[0]
+    direct = _DIRECT.get(type(concrete))  # skip a second dispatch on the hot path
+    return direct(A, b, concrete) if direct is not None else _solve_dense(A, b, concrete)
 
 
 @dispatch
 def _solve_dense(A: Dense, b, alg: LU):
-    xp = A.xp
-    lu = xp.lu_factor(dense_checked(A, False, "solve"))
-    return xp.lu_solve(lu, b) if b.ndim == 2 else xp.lu_solve(lu, b[:, None])[:, 0]
+    return _lu_solve(A, b, alg)
 
 
 @dispatch
 def _solve_dense(A: Dense, b, alg: Cholesky):
+    return _cholesky_solve(A, b, alg)
+
+
+def _lu_solve(A: Dense, b, alg: LU):
+    # NaN/inf in A always reach x through the elimination, so x is checked (O(n k)) and A's
+    # O(n^2) scan runs only to name the culprit
+    xp = A.xp
+    lu = xp.lu_factor(A.M)
+    x = xp.lu_solve(lu, b) if b.ndim == 2 else xp.lu_solve(lu, b[:, None])[:, 0]
+    if xp.all_finite(x) is False:
+        dense_checked(A, False, "solve")
+        xp.check_finite(b, "the right-hand side")
+        raise NonFiniteError(f"lo.solve with {A._label()}: the solution overflowed (the matrix is nearly singular)")
+    return x
+
+
+def _cholesky_solve(A: Dense, b, alg: Cholesky):
     xp = A.xp
     L = xp.cholesky(dense_checked(A, alg.check_symmetric, "solve"))
     return xp.cho_solve(L, b) if b.ndim == 2 else xp.cho_solve(L, b[:, None])[:, 0]
+
+
+_DIRECT = {LU: _lu_solve, Cholesky: _cholesky_solve}
 
 
 def _direct_info(A, Ainv, x, b):
