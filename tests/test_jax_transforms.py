@@ -66,3 +66,14 @@ def test_pytree_roundtrip_keeps_structure():
     leaves, tree = jax.tree_util.tree_flatten(K)
     again = jax.tree_util.tree_unflatten(tree, leaves)
     assert type(again) is type(K) and repr(again) == repr(K)
+
+
+def test_top_k_eigh_of_a_kronecker_product_under_jit():
+    rng = np.random.default_rng(3)
+    mats = [rng.standard_normal((n, n)) for n in (3, 4)]
+    mats = [m @ m.T + np.eye(len(m)) for m in mats]
+    K = lo.Kronecker(*(lo.PSD(lo.Dense(jnp.asarray(m))) for m in mats))
+    w, V = jax.jit(lambda K: lo.eigh(K, k=3))(K)
+    full = np.kron(*mats)
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(full)[-3:], rtol=1e-10)
+    np.testing.assert_allclose(full @ V.to_dense(), V.to_dense() * w, atol=1e-9)

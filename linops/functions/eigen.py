@@ -105,13 +105,15 @@ def _columns(V: LinearOperator, idx) -> Dense:
     A Kronecker product's column is the Kronecker product of one column per factor
     (``unravel_index``), O(n k); anything else costs k products.
     """
-    xp = V.xp
     if isinstance(V, Kronecker) and all(isinstance(f, Dense) for f in V.factors):
         sizes = [f.shape[1] for f in V.factors]
-        multi = np.unravel_index(np.asarray(xp.to_numpy(idx)), sizes)
+        multi, rem = [], idx  # unravel_index with array arithmetic, so it traces under jax.jit
+        for size in reversed(sizes):
+            multi.append(rem % size)
+            rem = rem // size
         out = None
-        for f, j in zip(V.factors, multi):
-            C = f.M[:, xp.asarray(j, device=V.device) if xp.name != "numpy" else j]  # (n_i, k)
+        for f, j in zip(V.factors, reversed(multi)):
+            C = f.M[:, j]  # (n_i, k)
             out = C if out is None else (out[:, None, :] * C[None, :, :]).reshape(-1, C.shape[1])
         return Dense(out)
     return Dense(V[:, idx].to_dense())
