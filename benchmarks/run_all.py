@@ -1,13 +1,18 @@
-"""Run every core benchmark (each in its own process) and write ``benchmarks/results/core.md``.
+"""Run the benchmarks (each script in its own process) and write one results file per group.
+
+Groups: ``core`` (dispatch, import, kronecker, lowrank, poisson) -> ``benchmarks/results/core.md``;
+``algorithms`` (cg) -> ``benchmarks/results/algorithms.md``. A run writes the file of each
+group it ran topics of, and leaves the other group's file alone.
 
 Usage::
 
     python benchmarks/run_all.py                 # all scripts, one BLAS thread (see _common.py)
-    python benchmarks/run_all.py dispatch import # a subset, by topic name
+    python benchmarks/run_all.py dispatch import # a subset, by topic name (core.md gets just these)
+    python benchmarks/run_all.py algorithms      # a whole group, by group name
     LINOPS_BENCH_THREADS=0 python benchmarks/run_all.py   # the libraries' default thread counts
 
-A script that fails or runs past its time limit is reported in ``core.md`` as such; the
-others still run.
+A script that fails or runs past its time limit is reported in its group's file as such;
+the others still run.
 """
 
 from __future__ import annotations
@@ -19,14 +24,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import HERE, RESULTS, THREADS, machine_header_md, machine_info, sections_md
+from _common import HERE, RESULTS, THREADS, load_average, machine_header_md, machine_info, sections_md
 
-SCRIPTS = {  # topic -> (script, time limit in seconds)
-    "dispatch": ("bench_dispatch.py", 180),
-    "import": ("bench_import.py", 180),
-    "kronecker": ("bench_kronecker.py", 420),
-    "lowrank": ("bench_lowrank.py", 480),
-    "poisson": ("bench_poisson.py", 360),
+SCRIPTS = {  # topic -> (script, time limit in seconds, group)
+    "dispatch": ("bench_dispatch.py", 180, "core"),
+    "import": ("bench_import.py", 180, "core"),
+    "kronecker": ("bench_kronecker.py", 420, "core"),
+    "lowrank": ("bench_lowrank.py", 480, "core"),
+    "poisson": ("bench_poisson.py", 360, "core"),
+    "cg": ("bench_cg.py", 540, "algorithms"),
+}
+
+GROUPS = {  # group -> (title of its results file, file name under results/)
+    "core": ("linops core benchmarks", "core.md"),
+    "algorithms": ("linops iterative-algorithm benchmarks (CG, SLQ, implicit gradients)", "algorithms.md"),
 }
 
 
@@ -47,27 +58,14 @@ def run(topic: str, script: str, limit: int, tmp: Path) -> dict:
     return {"topic": topic, "script": script, "status": status, "wall_s": wall, "sections": sections, "tail": tail}
 
 
-def main(argv: list[str]) -> int:
-    topics = argv or list(SCRIPTS)
-    unknown = [t for t in topics if t not in SCRIPTS]
-    if unknown:
-        print(f"unknown topic(s) {unknown}; known: {list(SCRIPTS)}", file=sys.stderr)
-        return 2
-    t_start = time.perf_counter()
-    info = machine_info()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for topic in topics:
-            script, limit = SCRIPTS[topic]
-            results.append(run(topic, script, limit, Path(tmp)))
-    total = time.perf_counter() - t_start
-
+def write_group(group: str, results: list[dict], info: dict, minutes: float) -> Path:
+    title, name = GROUPS[group]
     parts = [
-        "# linops core benchmarks\n",
-        f"Written by `python benchmarks/run_all.py` on {info['date']} in {total / 60:.1f} min "
+        f"# {title}\n",
+        f"Written by `python benchmarks/run_all.py` on {info['date']} in {minutes:.1f} min "
         "(each topic in a fresh process). What each table measures: `benchmarks/README.md`.\n",
         "## Machine\n",
-        machine_header_md(info) + f"\n- **load average at the end**: {__import__('_common').load_average()}\n",
+        machine_header_md(info) + f"\n- **load average at the end**: {load_average()}\n",
     ]
     if THREADS != "0":
         parts.append(
@@ -84,9 +82,34 @@ def main(argv: list[str]) -> int:
         else:
             parts.append(f"## {r['topic']}: not measured\n\n`{r['script']}` {r['status']}.\n\n```\n{r['tail']}\n```\n")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "core.md"
+    path = RESULTS / name
     path.write_text("\n".join(parts))
-    print(f"wrote {path} ({total:.0f} s)")
+    return path
+
+
+def main(argv: list[str]) -> int:
+    topics = []
+    for a in argv or list(SCRIPTS):
+        topics += [t for t, v in SCRIPTS.items() if v[2] == a] if a in GROUPS else [a]
+    unknown = [t for t in topics if t not in SCRIPTS]
+    if unknown:
+        print(f"unknown topic(s) {unknown}; known: {list(SCRIPTS)}, groups: {list(GROUPS)}", file=sys.stderr)
+        return 2
+    topics = list(dict.fromkeys(topics))
+    t_start = time.perf_counter()
+    info = machine_info()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for topic in topics:
+            script, limit, group = SCRIPTS[topic]
+            results.append({**run(topic, script, limit, Path(tmp)), "group": group})
+    total = time.perf_counter() - t_start
+    for group in GROUPS:
+        mine = [r for r in results if r["group"] == group]
+        if mine:
+            minutes = sum(r["wall_s"] for r in mine) / 60
+            print(f"wrote {write_group(group, mine, info, minutes)}")
+    print(f"done in {total:.0f} s")
     return 0 if all(r["sections"] is not None for r in results) else 1
 
 
