@@ -179,3 +179,10 @@ def test_torch_gradient_memory_does_not_grow_with_iterations():
     large, _ = saved_bytes(500)
     assert small == large
     assert large <= 3 * 200 * 200 * 8  # the matrix (a leaf) and a few vectors, not 500 iterates
+
+
+def test_nan_input_is_named_not_called_indefinite():
+    M = spd(30, 3)
+    M[2, 2] = np.nan
+    with pytest.raises(lo.NonFiniteError, match="NaN"):
+        lo.solve(lo.PSD(lo.Dense(M)), np.ones(30), alg=lo.CG())

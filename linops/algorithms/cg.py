@@ -66,6 +66,8 @@ def cg(matmat: Callable, B, xp, tol: float, max_iters: int, precond: Callable | 
         pAp = xp.real(xp.sum(xp.conj(P) * AP, axis=0))
         bad = active & ~(pAp > 0)
         breakdown = breakdown | bad
+        # NaN/inf (x - x is NaN exactly then) shows in the residual, so it is not taken for indefiniteness
+        rnorm = xp.where(active & ((pAp - pAp) != 0), pAp - pAp, rnorm)
         active = active & ~bad
         alpha = xp.where(active, rz / xp.where(active, pAp, 1 + 0 * pAp), 0 * pAp)
         X = X + alpha * P

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import on_backend_load
-from ..errors import ConvergenceError, ConvergenceWarning
+import numpy as np
+
+from ..errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 
 __all__ = ["SolveInfo", "EstimateInfo", "report"]
 
@@ -55,6 +57,11 @@ def report(info: SolveInfo, tol: float, on_failure: str, xp) -> None:
     if conv.all():
         return
     res = xp.to_numpy(info.relative_residuals)
+    if not np.isfinite(res).all():
+        raise NonFiniteError(
+            f"{info.method} produced NaN or infinity after {int(info.iterations)} iterations: the operator or the "
+            "right-hand side holds NaN or infinity (or overflowed)"
+        )
     worst = float(res[~conv].max()) if (~conv).any() else float("nan")
     broke = bool(xp.to_numpy(info.breakdown).any())
     msg = (

@@ -64,7 +64,7 @@ class SLQ(Algorithm):
 
 
 def lanczos(matmat: Callable, V0, xp, steps: int):
-    """``(alpha (m, p), beta (m, p), Q (m, n, p))`` for ``p`` starting vectors ``V0`` (n, p).
+    """``(alpha (m, p), beta (m, p), Q (p, m, n))`` for ``p`` starting vectors ``V0`` (n, p).
 
     ``beta[j]`` couples steps j and j+1 (``beta[m-1]`` is the residual norm that bounds the
     Ritz pairs' errors). Columns of Q are orthonormal per process.
@@ -73,20 +73,22 @@ def lanczos(matmat: Callable, V0, xp, steps: int):
     nrm = colnorm(xp, V0)
     q = V0 / xp.where(nrm > 0, nrm, 1 + 0 * nrm)
     rdt = nrm.dtype
-    Q = xp.zeros((steps, n, p), V0.dtype, xp.device_of(V0))
+    # Q is stored process-major, (p, m, n): the reorthogonalisation is then a batched matrix
+    # product with the batch axis first, which torch's einsum runs without copying Q
+    Q = xp.zeros((p, steps, n), V0.dtype, xp.device_of(V0))
     alpha = xp.zeros((steps, p), rdt, xp.device_of(V0))
     beta = xp.zeros((steps, p), rdt, xp.device_of(V0))
     scale = 0 * nrm
 
     def step(j, carry):
         Q, alpha, beta, q, q_prev, b_prev, scale = carry
-        Q = xp.index_set(Q, j, q)
+        Q = xp.index_set(Q, j, q.T, axis=1)
         w = matmat(q) - b_prev * q_prev
         a = xp.real(xp.sum(xp.conj(q) * w, axis=0))
         w = w - a * q
         for _ in range(2):  # full reorthogonalisation, twice ("twice is enough")
-            coef = xp.einsum("jnp,np->jp", xp.conj(Q), w)
-            w = w - xp.einsum("jnp,jp->np", Q, coef)
+            coef = xp.einsum("pjn,np->pj", xp.conj(Q), w)
+            w = w - xp.einsum("pjn,pj->np", Q, coef)
         b = colnorm(xp, w)
         scale = xp.where(xp.abs(a) > scale, xp.abs(a), scale)
         alive = b > 1e3 * xp.eps(rdt) * xp.where(scale > 0, scale, 1 + 0 * scale)

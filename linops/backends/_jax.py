@@ -116,8 +116,8 @@ class JaxBackend(Backend):
     def topk(self, x, k, largest=True):
         return jax.lax.top_k(x if largest else -x, k)[1]
 
-    def index_set(self, x, idx, values):
-        return x.at[idx].set(values)
+    def index_set(self, x, idx, values, axis=0):
+        return x.at[(slice(None),) * axis + (idx,)].set(values)
 
     def all_finite(self, x):
         if _traced(x):

@@ -126,9 +126,9 @@ class NumpyBackend(Backend):
         idx = np.argpartition(key, k - 1)[:k] if k < x.shape[0] else np.arange(x.shape[0])
         return idx[np.argsort(key[idx], kind="stable")]
 
-    def index_set(self, x, idx, values):
+    def index_set(self, x, idx, values, axis=0):
         out = x.copy()
-        out[idx] = values
+        out[(slice(None),) * axis + (idx,)] = values
         return out
 
     def all_finite(self, x):
@@ -139,12 +139,6 @@ class NumpyBackend(Backend):
             return True
         s = np.vdot(v, v).real
         return True if math.isfinite(s) else bool(np.isfinite(v).all())
-
-    def hermitian_gap(self, M):
-        if M.size == 0:
-            return 0.0, 0.0
-        T = M.T.conj() if M.dtype.kind == "c" else M.T
-        return float(np.abs(M - T).max()), float(np.abs(M).max())
 
     def to_numpy(self, x):
         return np.asarray(x)

@@ -116,17 +116,13 @@ class TorchBackend(Backend):
     def topk(self, x, k, largest=True):
         return torch.topk(x, k, largest=largest, sorted=True).indices
 
-    def index_set(self, x, idx, values):
+    def index_set(self, x, idx, values, axis=0):
         out = x.clone()
-        out[idx] = values
+        out[(slice(None),) * axis + (idx,)] = values
         return out
 
     def all_finite(self, x):
         return bool(torch.isfinite(x).all())
-
-    def hermitian_gap(self, M):
-        M = M.detach()
-        return float((M - M.mH).abs().max()), float(M.abs().max())
 
     def to_numpy(self, x):
         return x.detach().cpu().resolve_conj().resolve_neg().numpy()

@@ -187,7 +187,7 @@ def lanczos_eigh(A: LinearOperator, k: int, which: str, alg):
         alpha, beta, Q = lanczos(A._matmat, v0, xp, m)
         theta, _, S = ritz(xp, alpha, beta)
         theta, S = theta[0], xp.astype(S[0], A.dtype)
-        V = xp.einsum("jn,ji->ni", Q[:, :, 0], S)  # Ritz vectors (n, m)
+        V = xp.einsum("jn,ji->ni", Q[0], S)  # Ritz vectors (n, m)
         valid = xp.sqrt(xp.sum(xp.real(xp.conj(V) * V), axis=0)) > 0.5  # drop directions past a breakdown
         key = xp.abs(theta) if which in ("LM", "SM") else theta
         largest = which in ("LA", "LM")
