@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import NonFiniteError, NotPSDError, SingularMatrixError
 
 
@@ -163,7 +165,7 @@ class Backend:
         raise NotImplementedError
 
     def cho_solve(self, L: Any, b: Any) -> Any:
-        """``(L L^H)^{-1} b`` from the lower Cholesky factor ``L``."""
+        """``(L L^H)^{-1} b`` from the lower Cholesky factor ``L``; ``b`` is (n,) or (n, k)."""
         raise NotImplementedError
 
     def solve_triangular(self, t: Any, b: Any, lower: bool, adjoint: bool = False) -> Any:
@@ -175,6 +177,7 @@ class Backend:
         raise NotImplementedError
 
     def lu_solve(self, lu: Any, b: Any, adjoint: bool = False) -> Any:
+        """``A^{-1} b`` (or ``A^{-H} b``) from :meth:`lu_factor`; ``b`` is (n,) or (n, k)."""
         raise NotImplementedError
 
     def lu_slogdet(self, lu: Any) -> tuple[Any, Any]:
@@ -248,7 +251,8 @@ class Backend:
             Mn = self.to_numpy(M)
             if Mn.size == 0:
                 return 0.0, 0.0
-            return float(abs(Mn - Mn.conj().T).max()), float(abs(Mn).max())
+            gap = np.abs(Mn - (Mn.T.conj() if Mn.dtype.kind == "c" else Mn.T))
+            return float(np.maximum.reduce(gap, axis=None)), float(np.maximum.reduce(np.abs(Mn), axis=None))
         Z = self.normal(self.make_key(0), (n, 2), M.dtype, self.device_of(M))
         MZ = M @ Z
         MhZ = self.conj(M).T @ Z

@@ -158,7 +158,7 @@ class TorchBackend(Backend):
         return L
 
     def cho_solve(self, L, b):
-        return torch.cholesky_solve(b, L)
+        return torch.cholesky_solve(b, L) if b.ndim == 2 else torch.cholesky_solve(b[:, None], L)[:, 0]
 
     def solve_triangular(self, t, b, lower, adjoint=False):
         if adjoint:
@@ -172,6 +172,8 @@ class TorchBackend(Backend):
         return (lu, piv)
 
     def lu_solve(self, lu, b, adjoint=False):
+        if b.ndim == 1:
+            return torch.linalg.lu_solve(lu[0], lu[1], b[:, None], adjoint=adjoint)[:, 0]
         return torch.linalg.lu_solve(lu[0], lu[1], b, adjoint=adjoint)
 
     def lu_slogdet(self, lu):

@@ -103,8 +103,7 @@ def _lu_solve(A: Dense, b, alg: LU):
     # NaN/inf in A always reach x through the elimination, so x is checked (O(n k)) and A's
     # O(n^2) scan runs only to name the culprit
     xp = A.xp
-    lu = xp.lu_factor(A.M)
-    x = xp.lu_solve(lu, b) if b.ndim == 2 else xp.lu_solve(lu, b[:, None])[:, 0]
+    x = xp.lu_solve(xp.lu_factor(A.M), b)
     if xp.all_finite(x) is False:
         dense_checked(A, False, "solve")
         xp.check_finite(b, "the right-hand side")
@@ -114,8 +113,7 @@ def _lu_solve(A: Dense, b, alg: LU):
 
 def _cholesky_solve(A: Dense, b, alg: Cholesky):
     xp = A.xp
-    L = xp.cholesky(dense_checked(A, alg.check_symmetric, "solve"))
-    return xp.cho_solve(L, b) if b.ndim == 2 else xp.cho_solve(L, b[:, None])[:, 0]
+    return xp.cho_solve(xp.cholesky(dense_checked(A, alg.check_symmetric, "solve")), b)
 
 
 _DIRECT = {LU: _lu_solve, Cholesky: _cholesky_solve}
