@@ -85,3 +85,39 @@ def test_torch_cuda_gradient_and_device_mismatch():
     assert torch.allclose(A.grad, ref, atol=1e-8)
     with pytest.raises(lo.DeviceMismatchError):
         lo.Dense(A.detach()) + lo.Dense(torch.eye(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_iterative_methods_on_gpu(backend):
+    """CG, GMRES, Lanczos and SLQ with GPU arrays (and an implicit gradient through CG on torch)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    S = (Q * np.linspace(1, 10, n)) @ Q.T
+    N = 3 * np.eye(n) + rng.standard_normal((n, n)) / np.sqrt(n)
+    b = rng.standard_normal(n)
+    if backend == "torch":
+        torch = _torch_cuda()
+        if torch is None:
+            pytest.skip("no CUDA device for torch")
+        put = lambda a: torch.as_tensor(a).cuda()  # noqa: E731
+    else:
+        if _jax_gpu() is None:
+            pytest.skip("no GPU device for jax")
+        import jax
+
+        if jax.devices()[0].platform != "gpu":
+            pytest.skip("jax's default device is not the GPU (set JAX_PLATFORMS=cuda,cpu)")
+        put = jax.numpy.asarray
+    A, G, bd = lo.PSD(lo.Dense(put(S))), lo.Dense(put(N)), put(b)
+    np.testing.assert_allclose(to_np(lo.solve(A, bd, alg=lo.CG(tol=1e-10))), np.linalg.solve(S, b), atol=1e-8)
+    np.testing.assert_allclose(to_np(lo.solve(G, bd, alg=lo.GMRES(tol=1e-10))), np.linalg.solve(N, b), atol=1e-8)
+    w, _ = lo.eigh(A, k=3, alg=lo.Lanczos())
+    np.testing.assert_allclose(to_np(w), np.linspace(1, 10, n)[-3:], atol=1e-7)
+    ld, info = lo.logdet(A, alg=lo.SLQ(num_probes=20), return_info=True)
+    assert abs(float(to_np(ld)) - np.linalg.slogdet(S)[1]) <= 5 * float(to_np(info.stderr)) + 1e-6
+    if backend == "torch":
+        M = put(S).requires_grad_(True)
+        (lo.solve(lo.PSD(lo.Dense(M)), bd, alg=lo.CG(tol=1e-12)) ** 2).sum().backward()
+        ref = -2 * np.outer(np.linalg.solve(S, np.linalg.solve(S, b)), np.linalg.solve(S, b))
+        np.testing.assert_allclose(to_np(M.grad), ref, atol=1e-8)
