@@ -124,6 +124,10 @@ class TorchBackend(Backend):
     def all_finite(self, x):
         return bool(torch.isfinite(x).all())
 
+    def hermitian_gap(self, M):
+        with torch.no_grad():  # a check on values: no graph, no warning for tensors that need grad
+            return super().hermitian_gap(M.detach())
+
     def to_numpy(self, x):
         return x.detach().cpu().resolve_conj().resolve_neg().numpy()
 
