@@ -63,8 +63,8 @@ def solve(A: LinearOperator, b, alg: Algorithm = Auto(), return_info: bool = Fal
     """
     A = require_square(A, "solve")
     check_rhs(A, b, "solve")
-    if not return_info and type(A) is Dense:
-        return _solve_dense(A, b, alg)
+    if not return_info and type(A) is Dense:  # one-off solves with a matrix: the hot path
+        return _solve_dense_auto(A, b, alg) if type(alg) is Auto else _solve_dense(A, b, alg)
     Ainv = _inv(A, alg)
     if not return_info:
         return Ainv @ b
@@ -82,6 +82,10 @@ def _solve_dense(A: Dense, b, alg: Algorithm):
 
 @dispatch
 def _solve_dense(A: Dense, b, alg: Auto):
+    return _solve_dense_auto(A, b, alg)
+
+
+def _solve_dense_auto(A: Dense, b, alg: Auto):
     if "Unitary" in A.annotations:
         return A.H @ b
     concrete = alg.select("solve", A)[0]
