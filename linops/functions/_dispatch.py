@@ -11,12 +11,13 @@ This is the only use of precedence in linops.
 from __future__ import annotations
 
 import functools
-import math
 import inspect
+import math
 import typing
 
 from plum import Dispatcher
 
+from ..algorithms.base import Algorithm, Auto
 from ..errors import NonFiniteError, NotSelfAdjointError, NotSquareError, ShapeError
 from ..operators.base import LinearOperator
 
@@ -117,6 +118,41 @@ def dense_checked(A: LinearOperator, hermitian: bool, fn: str):
 def no_rule(fn: str, A: LinearOperator, alg, accepted: str) -> TypeError:
     """The error for an algorithm that ``fn`` cannot use on ``A`` (a user's choice, not a bug)."""
     return TypeError(f"lo.{fn} has no rule for {A._label()} with alg={alg!r}; use {accepted}")
+
+
+def generic_methods(name: str, fn: str, accepted: str, resolve: bool = True, extra: int = 0):
+    """Register the two generic methods every function has, on the plum function ``name``.
+
+    * ``(LinearOperator, Auto)``: ``Auto.select(fn, A)`` picks a concrete algorithm, and the
+      call is dispatched again with it (skipped with ``resolve=False``, for a function whose
+      Auto rule does more).
+    * ``(LinearOperator, Algorithm)``: any other algorithm without a rule raises ``TypeError``
+      naming the ``accepted`` ones.
+
+    ``extra`` is the number of positional arguments after ``(A, alg)`` (a matrix function's
+    scalar function: 1); they are passed through. Returns the plum function.
+    """
+    if extra == 0:
+
+        def by_auto(A: LinearOperator, alg: Auto):
+            return function(A, alg.select(fn, A)[0])
+
+        def refuse(A: LinearOperator, alg: Algorithm):
+            raise no_rule(fn, A, alg, accepted)
+    else:  # plum finds a *args method ambiguous next to fixed-arity ones: spell the argument out
+
+        def by_auto(A: LinearOperator, alg: Auto, arg):
+            return function(A, alg.select(fn, A)[0], arg)
+
+        def refuse(A: LinearOperator, alg: Algorithm, arg):
+            raise no_rule(fn, A, alg, accepted)
+
+    function = None
+    for method in (by_auto, refuse) if resolve else (refuse,):
+        method.__name__ = name  # plum files methods under the function's name
+        method.__annotations__ = typing.get_type_hints(method)  # resolved here, not in a closure
+        function = dispatch(method)
+    return function
 
 
 def generic_rule_applies(fn, A: LinearOperator, alg, *extra) -> bool:

@@ -30,7 +30,7 @@ from ..operators import (
     Transpose,
     Triangular,
 )
-from ._dispatch import dense_checked, square_parts, self_adjoint, when, STRUCTURE, dispatch, no_rule, require_square
+from ._dispatch import generic_methods, dense_checked, square_parts, self_adjoint, when, STRUCTURE, dispatch, require_square
 from .inverse import CholeskyInverse, Inverse, LUInverse, diagonal_plus_low_rank, is_diagonal_plus_low_rank
 
 __all__ = ["slogdet", "logdet", "det"]
@@ -96,15 +96,7 @@ def _from_diagonal(xp, d):
 
 
 # --------------------------------------------------------------------------- rules
-@dispatch
-def _slogdet(A: LinearOperator, alg: Auto):
-    concrete, _ = alg.select("slogdet", A)
-    return _slogdet(A, concrete)
-
-
-@dispatch
-def _slogdet(A: LinearOperator, alg: Algorithm):
-    raise no_rule("slogdet", A, alg, "lo.Auto(), lo.Cholesky() or lo.LU()")
+generic_methods("_slogdet", "slogdet", "lo.Auto(), lo.Cholesky(), lo.LU() or lo.SLQ()")
 
 
 @dispatch

@@ -31,7 +31,7 @@ from ..operators import (
     Triangular,
     Tridiagonal,
 )
-from ._dispatch import square_parts, when, STRUCTURE, as_operator, dispatch, no_rule, require_square
+from ._dispatch import generic_methods, square_parts, when, STRUCTURE, as_operator, dispatch, require_square
 
 __all__ = ["diag", "trace"]
 
@@ -63,15 +63,7 @@ def _ones(A, n):
 
 
 # --------------------------------------------------------------------------- diag
-@dispatch
-def _diag(A: LinearOperator, alg: Auto):
-    concrete, _ = alg.select("diag", A)
-    return _diag(A, concrete)
-
-
-@dispatch
-def _diag(A: LinearOperator, alg: Algorithm):
-    raise no_rule("diag", A, alg, "lo.Auto() or lo.Exact()")
+generic_methods("_diag", "diag", "lo.Auto() or lo.Exact()")
 
 
 @dispatch

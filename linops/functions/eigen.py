@@ -30,7 +30,7 @@ from ..operators import (
     LowRank,
     ScalarMul,
 )
-from ._dispatch import generic_rule_applies, STRUCTURE, dense_checked, dispatch, no_rule, require_square
+from ._dispatch import generic_methods, generic_rule_applies, STRUCTURE, dense_checked, dispatch, require_square
 
 __all__ = ["eigh", "eig", "svd", "kronecker_sum_eigh"]
 
@@ -147,15 +147,7 @@ def _identity_like(A):
 
 
 # --------------------------------------------------------------------------- eigh
-@dispatch
-def _eigh(A: LinearOperator, alg: Auto):
-    concrete, _ = alg.select("eigh", A)
-    return _eigh(A, concrete)
-
-
-@dispatch
-def _eigh(A: LinearOperator, alg: Algorithm):
-    raise no_rule("eigh", A, alg, "lo.Auto() or lo.Eigh()")
+generic_methods("_eigh", "eigh", "lo.Auto() or lo.Eigh()")
 
 
 @dispatch
@@ -219,15 +211,7 @@ def _eigh(A: BlockDiag, alg: Algorithm):
 
 
 # ---------------------------------------------------------------------------- eig
-@dispatch
-def _eig(A: LinearOperator, alg: Auto):
-    concrete, _ = alg.select("eig", A)
-    return _eig(A, concrete)
-
-
-@dispatch
-def _eig(A: LinearOperator, alg: Algorithm):
-    raise no_rule("eig", A, alg, "lo.Auto(), lo.Eig() or lo.Eigh()")
+generic_methods("_eig", "eig", "lo.Auto(), lo.Eig() or lo.Eigh()")
 
 
 @dispatch
@@ -268,15 +252,7 @@ def _eig(A: BlockDiag, alg: Algorithm):
 
 
 # ---------------------------------------------------------------------------- svd
-@dispatch
-def _svd(A: LinearOperator, alg: Auto):
-    concrete, _ = alg.select("svd", A)
-    return _svd(A, concrete)
-
-
-@dispatch
-def _svd(A: LinearOperator, alg: Algorithm):
-    raise no_rule("svd", A, alg, "lo.Auto() or lo.SVD()")
+generic_methods("_svd", "svd", "lo.Auto() or lo.SVD()")
 
 
 @dispatch

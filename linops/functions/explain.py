@@ -29,8 +29,11 @@ _TABLE = {
 
 
 def _method(internal, A, alg, extra, generic_only=False):
-    if generic_only:
-        return internal.invoke(LinearOperator, type(alg), *(object for _ in extra))
+    if generic_only:  # the method plum would pick for a plain LinearOperator, found by types
+        from plum import Signature
+
+        internal._resolve_pending_registrations()
+        return internal._resolver.resolve(Signature(LinearOperator, type(alg), *(object for _ in extra))).implementation
     return internal.resolve_method((A, alg, *extra))[0]
 
 

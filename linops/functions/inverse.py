@@ -38,7 +38,7 @@ from ..operators import (
     Triangular,
     Tridiagonal,
 )
-from ._dispatch import STRUCTURE, check_rhs, dense_checked, dispatch, no_rule, require_square, self_adjoint, square_parts, when
+from ._dispatch import generic_methods, STRUCTURE, check_rhs, dense_checked, dispatch, require_square, self_adjoint, square_parts, when
 
 __all__ = ["inv", "solve", "Inverse", "CholeskyInverse", "LUInverse"]
 
@@ -218,9 +218,7 @@ def _inv(A: LinearOperator, alg: Auto):
     return _inv(A, concrete)
 
 
-@dispatch
-def _inv(A: LinearOperator, alg: Algorithm):
-    raise no_rule("inv/solve", A, alg, "lo.Auto(), lo.Cholesky(), lo.LU() or lo.CG()")
+generic_methods("_inv", "inv/solve", "lo.Auto(), lo.Cholesky(), lo.LU(), lo.CG(), lo.MINRES() or lo.GMRES()", resolve=False)
 
 
 @dispatch

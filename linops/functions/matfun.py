@@ -29,7 +29,7 @@ from ..operators import (
     Product,
     ScalarMul,
 )
-from ._dispatch import when, STRUCTURE, dense_checked, dispatch, no_rule, require_square
+from ._dispatch import generic_methods, when, STRUCTURE, dense_checked, dispatch, require_square
 from .eigen import _eig, _eigh
 
 __all__ = ["apply", "exp", "log", "sqrt", "isqrt", "pow"]
@@ -105,15 +105,7 @@ def _tag(out, tags):
 
 
 # --------------------------------------------------------------------------- rules
-@dispatch
-def _matfun(A: LinearOperator, alg: Auto, fn):
-    concrete, _ = alg.select("apply", A)
-    return _matfun(A, concrete, fn)
-
-
-@dispatch
-def _matfun(A: LinearOperator, alg: Algorithm, fn):
-    raise no_rule("apply", A, alg, "lo.Auto(), lo.Eigh() or lo.Eig()")
+generic_methods("_matfun", "apply", "lo.Auto(), lo.Eigh() or lo.Eig()", extra=1)
 
 
 @dispatch
