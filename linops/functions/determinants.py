@@ -73,7 +73,7 @@ def _logdet_value(A, sign, logabs):
 
 
 def _slq_logdet(A: LinearOperator, alg: SLQ):
-    from .iterative import slq_logdet
+    from .stochastic_logdet import slq_logdet
 
     return slq_logdet(A, alg)
 

@@ -53,7 +53,7 @@ def eigh(A: LinearOperator, k: int | None = None, which: str = "LA", alg: Algori
     if isinstance(alg, Lanczos):
         if k is None:
             raise ValueError("lo.eigh with alg=Lanczos computes k eigenpairs: pass k")
-        from .iterative import lanczos_eigh
+        from .eigen_krylov import lanczos_eigh
 
         return lanczos_eigh(A, k, which, alg)
     w, V = _eigh(A, alg)
