@@ -368,4 +368,9 @@ def scaled_sum(g):
     return 0.5 * (g.dense(A, True) + lo.Identity(4)), 0.5 * (A + np.eye(4))
 
 
+# Operator families with many cases register them from their own modules (imported here, after
+# `case` and `Gen` exist): zoo_structured (Monarch, BTT, ...), zoo_signal (Toeplitz, circulant,
+# FFT, Householder, ...), zoo_kernels (kernel matrices, sparse, Jacobians).
+from . import zoo_kernels, zoo_signal, zoo_structured  # noqa: E402, F401
+
 CASE_IDS = [c.name for c in CASES]
