@@ -65,6 +65,7 @@ class GMRES(Algorithm):
       non-singular operator.
     * ``on_failure``: ``"raise"`` (ConvergenceError) or ``"warn"`` (ConvergenceWarning) when a
       column misses ``tol``; under ``jax.jit`` values cannot be inspected, use ``return_info``.
+    * ``progress``: show a tqdm progress bar of operator products (eager backends only).
     """
 
     tol: float = 1e-6
@@ -72,6 +73,7 @@ class GMRES(Algorithm):
     restart: int = 30
     precond: Any = None
     on_failure: str = "raise"
+    progress: bool = False
 
     def __post_init__(self):
         check_stopping(self)

@@ -52,12 +52,14 @@ class MINRES(Algorithm):
       indefinite, e.g. ``|A|^{-1}``), applied as ``M @ r``.
     * ``on_failure``: ``"raise"`` (ConvergenceError) or ``"warn"`` (ConvergenceWarning) when a
       column misses ``tol``; under ``jax.jit`` values cannot be inspected, use ``return_info``.
+    * ``progress``: show a tqdm progress bar of operator products (eager backends only).
     """
 
     tol: float = 1e-6
     max_iters: int | None = None
     precond: Any = None
     on_failure: str = "raise"
+    progress: bool = False
 
     def __post_init__(self):
         check_stopping(self)
