@@ -22,9 +22,8 @@ def _subclasses(cls):
 
 
 OPERATOR_TYPES = sorted(_subclasses(LinearOperator), key=lambda c: c.__name__)
-ALGORITHMS = [algorithms.Auto, algorithms.Cholesky, algorithms.LU, algorithms.Eigh, algorithms.Eig,
-              algorithms.SVD, algorithms.Exact, algorithms.CG, algorithms.MINRES, algorithms.GMRES, algorithms.Lanczos, algorithms.SLQ, algorithms.Hutchinson]
-FUNCTIONS = [rules.inv, rules.slogdet, rules.diag, rules.trace, rules.eigh, rules.eig, rules.svd]
+ALGORITHMS = sorted(_subclasses(algorithms.Algorithm) | {algorithms.Algorithm}, key=lambda c: c.__name__)
+FUNCTIONS = [rules.inv, rules.slogdet, rules.diag, rules.trace, rules.eigh, rules.eig, rules.svd, rules.pinv]
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.__name__)

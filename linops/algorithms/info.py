@@ -45,7 +45,11 @@ _BREAKDOWN = {
     "CG": "; it met non-positive curvature, so the operator is not positive definite (use MINRES/GMRES or LU)",
     "MINRES": "; it broke down: the preconditioner is not positive definite or the system is singular",
     "GMRES": "; it broke down: the system is singular (b is not in the range of A) or stagnated",
+    "BiCGStab": "; it broke down (rho = r̂^H r or omega = t^H s / t^H t fell to rounding level): try lo.GMRES() "
+    "or another preconditioner",
     "Lanczos": "; some Ritz pairs lie past an invariant subspace (a breakdown)",
+    "LSMR": "; the estimate of cond(A) reached conlim: the problem is ill-conditioned (add damp or raise conlim)",
+    "Arnoldi": "; some Ritz pairs lie past an invariant subspace (a breakdown)",
 }
 
 
@@ -68,8 +72,22 @@ def report(info: SolveInfo, tol: float, on_failure: str, xp) -> None:
         f"{info.method} did not converge: {int(conv.size - conv.sum())} of {conv.size} right-hand sides "
         f"stopped at relative residual {worst:.3g} > tol {tol:.3g} after {int(info.iterations)} iterations"
     )
+    hist = np.asarray(xp.to_numpy(info.history), dtype=float)
+    rows = hist[np.isfinite(hist).all(axis=1)] if hist.ndim == 2 else hist[:0]
+    drifted = rows.shape[0] > 0 and bool((rows[-1][~conv] <= tol).all())
     if broke:
-        msg += _BREAKDOWN.get(info.method, "; it broke down")
+        msg += _BREAKDOWN.get(info.method.split(" ")[0], "; it broke down")
+    elif "float16 operator" in info.method:
+        msg += (
+            "; a 16-bit operator's products carry relative errors of about 1e-3 (float16) to 4e-3 (bfloat16), "
+            "so residuals much below 1e-2 may be out of reach: loosen tol or use a float32 operator"
+        )
+    elif drifted:
+        msg += (
+            f"; the recurrence residual reached tol but the true residual b - A x did not: rounding limits it to "
+            f"about eps * cond(A) in {info.method.split(' ')[0]}'s working precision; loosen tol, precondition, "
+            "or use float64"
+        )
     else:
         msg += "; raise max_iters, loosen tol, or pass a preconditioner (precond=)"
     if on_failure == "warn":

@@ -6,7 +6,7 @@ import inspect
 
 from ..algorithms import Algorithm, Auto
 from ..operators import LinearOperator
-from . import determinants, diagonals, eigen, inverse, matfun
+from . import determinants, diagonals, eigen, inverse, lstsq, matfun
 
 _TABLE = {
     inverse.inv: (inverse._inv, "inv"),
@@ -25,6 +25,8 @@ _TABLE = {
     matfun.isqrt: (matfun._matfun, "apply"),
     matfun.pow: (matfun._matfun, "apply"),
     matfun.apply: (matfun._matfun, "apply"),
+    lstsq.lstsq: (lstsq._pinv, "lstsq"),
+    lstsq.pinv: (lstsq._pinv, "pinv"),
 }
 
 

@@ -218,7 +218,7 @@ def _inv(A: LinearOperator, alg: Auto):
     return _inv(A, concrete)
 
 
-generic_methods("_inv", "inv/solve", "lo.Auto(), lo.Cholesky(), lo.LU(), lo.CG(), lo.MINRES() or lo.GMRES()", resolve=False)
+generic_methods("_inv", "inv/solve", "lo.Auto(), lo.Cholesky(), lo.LU(), lo.CG(), lo.MINRES(), lo.GMRES() or lo.BiCGStab()", resolve=False)
 
 
 @dispatch

@@ -10,7 +10,11 @@ does not grow with their number.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..algorithms import CG, GMRES, MINRES, Algorithm
+from ..algorithms.bicgstab import BiCGStab, bicgstab
+from ..algorithms.base import colnorm
 from ..algorithms.cg import cg
 from ..algorithms.gmres import gmres
 from ..algorithms.minres import minres
@@ -54,15 +58,95 @@ def _kernel(A: LinearOperator, alg: Algorithm, side: str = ""):
     M = alg.precond
     if M is not None and side:
         M = M.H if side == "H" else M.T
-    pc = M._matmat if M is not None else None
     xp = A.xp
+    matmat, pc, low = _working_precision(A, M)
+    bar = _Progress(type(alg).__name__, max_iters) if getattr(alg, "progress", False) and xp.name != "jax" else None
+    if bar is not None:
+        matmat = bar.counting(matmat)
     if isinstance(alg, CG):
-        return lambda B: cg(A._matmat, B, xp, alg.tol, max_iters, pc)
-    if isinstance(alg, MINRES):
-        return lambda B: minres(A._matmat, B, xp, alg.tol, max_iters, pc)
-    if isinstance(alg, GMRES):
-        return lambda B: gmres(A._matmat, B, xp, alg.tol, max_iters, alg.restart, pc)
-    raise TypeError(f"no iterative kernel for {alg!r}")  # pragma: no cover - rules guard this
+        check = alg.check_residual if alg.check_residual is not None else xp.eps(xp.real_dtype(A.dtype)) > 1e-10
+        run = lambda B: cg(matmat, B, xp, alg.tol, max_iters, pc, alg.restart, check)  # noqa: E731
+    elif isinstance(alg, MINRES):
+        run = lambda B: minres(matmat, B, xp, alg.tol, max_iters, pc)  # noqa: E731
+    elif isinstance(alg, GMRES):
+        run = lambda B: gmres(matmat, B, xp, alg.tol, max_iters, alg.restart, pc)  # noqa: E731
+    elif isinstance(alg, BiCGStab):
+        run = lambda B: bicgstab(matmat, B, xp, alg.tol, max_iters, pc)  # noqa: E731
+    else:  # pragma: no cover - rules guard this
+        raise TypeError(f"no iterative kernel for {alg!r}")
+    if bar is not None:
+        run = bar.around(run)
+    if not low:
+        return run
+    work = xp.as_dtype("complex64" if xp.is_complex(A.dtype) else "float32")
+
+    label = str(A.dtype).replace("torch.", "")
+
+    def in_working_precision(B):
+        X, info = run(xp.astype(B, work))
+        info = dataclasses.replace(info, method=f"{info.method} ({label} operator, float32 vectors)")
+        return xp.astype(X, A.dtype), info
+
+    return in_working_precision
+
+
+def _working_precision(A: LinearOperator, M):
+    """``(matmat, precond, low)``: for a float16/bfloat16 operator (``low``), products that take
+    and return float32 while running in the operator's own dtype, so the iteration's vectors
+    and inner products accumulate in float32; otherwise the operators' own products.
+
+    Each column is scaled to unit norm before it is rounded to 16 bits and scaled back after
+    the product (O(n k)): a stagnating iteration's search directions grow, and float16
+    overflows past 65504."""
+    xp = A.xp
+    low = xp.eps(xp.real_dtype(A.dtype)) > 1e-5
+    if not low:
+        return A._matmat, (M._matmat if M is not None else None), False
+    work = xp.as_dtype("complex64" if xp.is_complex(A.dtype) else "float32")
+
+    def cast(op):
+        def product(P):  # columns scaled to unit norm first: float16 overflows past 65504
+            s = colnorm(xp, P)
+            s = xp.where(s > 0, s, 1 + 0 * s)
+            return xp.astype(op._matmat(xp.astype(P / s, op.dtype)), work) * s
+
+        return product
+
+    return cast(A), (cast(M) if M is not None else None), True
+
+
+class _Progress:
+    """An opt-in tqdm bar (``alg.progress=True``) counting products with the operator, one bar
+    per solve, closed with the final worst relative residual. Eager backends only: under
+    ``jax.jit`` the loop is compiled and runs without Python callbacks."""
+
+    def __init__(self, name: str, total: int):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as e:
+            raise ImportError("progress=True needs tqdm: pip install tqdm (or linops[progress])") from e
+        self.tqdm, self.name, self.total, self.bar = tqdm, name, total, None
+
+    def counting(self, matmat):
+        def counted(P):
+            if self.bar is not None:
+                self.bar.update(1)
+            return matmat(P)
+
+        return counted
+
+    def around(self, run):
+        def with_bar(B):
+            self.bar = self.tqdm(total=self.total, desc=self.name, unit="product", leave=False)
+            try:
+                X, info = run(B)
+                self.bar.set_postfix_str(f"worst residual {float(info.relative_residuals.max()):.2e}")
+                return X, info
+            finally:
+                self.bar.close()
+                self.bar = None
+
+        return with_bar
 
 
 def solve_iterative(A: LinearOperator, B, alg: Algorithm, side: str = ""):
@@ -165,4 +249,10 @@ def _inv(A: LinearOperator, alg: MINRES):
 @dispatch
 def _inv(A: LinearOperator, alg: GMRES):
     """Restarted GMRES (any square non-singular A); implicit gradients."""
+    return IterativeInverse(A, alg)
+
+
+@dispatch
+def _inv(A: LinearOperator, alg: BiCGStab):
+    """BiCGStab (any square non-singular A; O(n k) memory); implicit gradients."""
     return IterativeInverse(A, alg)

@@ -23,10 +23,11 @@ trace         (A, alg)                                         scalar
 eigh, eig     (A, alg)                                         (w, V operator), any order
 svd           (A, alg)                                         (U op, s, V op), any order
 matfun        (A, alg, fn) with fn.f(xp, eigenvalues)          an operator, f(A)
+pinv          (A, alg)                                         an operator, A^+ (n x m)
 ============  ===============================================  ======================
 
 ``lo.solve`` uses ``inv``; ``logdet`` and ``det`` use ``slogdet``; ``exp``, ``log``,
-``sqrt``, ``isqrt``, ``pow`` and ``apply`` use ``matfun``.
+``sqrt``, ``isqrt``, ``pow`` and ``apply`` use ``matfun``; ``lstsq`` and ``pinv`` use ``pinv``.
 """
 
 from ..algorithms import LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact
@@ -38,9 +39,10 @@ from .eigen import _eig as eig
 from .eigen import _eigh as eigh
 from .eigen import _svd as svd
 from .inverse import _inv as inv
+from .lstsq import _pinv as pinv
 from .matfun import _matfun as matfun
 
 __all__ = [
-    "STRUCTURE", "when", "inv", "slogdet", "diag", "trace", "eigh", "eig", "svd", "matfun",
+    "STRUCTURE", "when", "inv", "slogdet", "diag", "trace", "eigh", "eig", "svd", "matfun", "pinv",
     "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact",
 ]
