@@ -1,4 +1,4 @@
-"""``diag`` and ``trace``, with their structure rules.
+"""``diag`` and ``trace``, with their structure rules and their randomised estimators.
 
 * Kronecker: ``diag(⊗ A_i) = ⊗ diag(A_i)``, ``tr(⊗ A_i) = Π tr(A_i)``.
 * KroneckerSum: ``diag = Σ_i 1 ⊗ .. ⊗ diag(A_i) ⊗ .. ⊗ 1``, ``tr = Σ_i tr(A_i) N / n_i``.
@@ -6,14 +6,27 @@
 * Diagonal, Identity, ``c I``, Triangular, Tridiagonal, Permutation: read off.
 * Adjoint: conjugate; Transpose: unchanged; ``c A``: c times.
 * Otherwise ``Exact``: from the dense matrix (n products with the operator).
+
+Randomised estimators (``alg=`` a :class:`StochasticTrace`: Hutchinson, HutchPlusPlus, XTrace;
+or a :class:`StochasticDiag`: DiagonalEstimator, DiagPlusPlus, which ``trace`` also accepts,
+summing the diagonal estimate): where the structure rules give the result exactly without
+ever reaching a generic (dense) rule (a Diagonal, a Kronecker product of diagonals, a
+LowRank, ...), that exact value is returned, with standard error 0. Otherwise the estimator
+runs on the operator *as a whole* (its ``_matmat``), never on some parts while others are
+exact, because the standard error of such a mix would need the parts' correlations (the
+same seed drives every part). The plum rules ``(LinearOperator, StochasticTrace)`` and
+``(LinearOperator, StochasticDiag)`` do the same for the operator they are given; a structure
+rule that calls them on its parts (``rules.trace`` of a Kronecker of dense factors) combines
+per-part estimates, which the public ``trace``/``diag`` never do.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import prod
 
-from ..algorithms import Algorithm, Auto, EstimateInfo, Exact, Hutchinson
-from ..algorithms.estimators import hutchinson
+from ..algorithms import Algorithm, Auto, EstimateInfo, Exact
+from ..algorithms.estimators import StochasticDiag, StochasticTrace, summary
 from ..operators import (
     Adjoint,
     BlockDiag,
@@ -35,27 +48,87 @@ from ._dispatch import generic_methods, square_parts, when, STRUCTURE, as_operat
 
 __all__ = ["diag", "trace"]
 
+_ESTIMATORS = (StochasticTrace, StochasticDiag)
 
-def diag(A: LinearOperator, alg: Algorithm = Auto()):
-    """The main diagonal of ``A`` (length min(m, n)) as an array."""
-    return _diag(as_operator(A, "diag"), alg)
+
+def diag(A: LinearOperator, alg: Algorithm = Auto(), return_info: bool = False):
+    """The main diagonal of ``A`` (length min(m, n)) as an array.
+
+    ``alg=lo.DiagonalEstimator(...)`` or ``lo.DiagPlusPlus(...)`` estimates it from random
+    probes (exact instead where the structure rules give it, e.g. a Diagonal or a LowRank).
+    ``return_info=True`` returns ``(value, EstimateInfo)``: ``info.stderr`` holds the (n,)
+    per-entry standard errors; for an exact result it is zeros and ``info.method`` is "exact".
+    """
+    A = as_operator(A, "diag")
+    if isinstance(alg, StochasticDiag):
+        info = _diag_info(A, alg)
+        return (info.value, info) if return_info else info.value
+    value = _diag(A, alg)
+    return (value, _exact_info(A.xp, value)) if return_info else value
 
 
 def trace(A: LinearOperator, alg: Algorithm = Auto(), return_info: bool = False):
     """The trace of square ``A``.
 
-    ``alg=lo.Hutchinson(...)`` estimates it from random probes; ``return_info=True`` then
-    returns ``(value, EstimateInfo)`` with the standard error (0 for exact rules).
+    ``alg=lo.Hutchinson(...)``, ``lo.HutchPlusPlus(...)``, ``lo.XTrace(...)`` (or a diagonal
+    estimator, summed) estimate it from random probes, exactly instead where the structure
+    rules give the trace (e.g. a Diagonal, a Kronecker product of diagonals). The estimate is
+    real for a real operator or one annotated SelfAdjoint, complex otherwise.
+    ``return_info=True`` returns ``(value, EstimateInfo)`` with the standard error (0, and
+    method "exact", for exact rules).
     """
     A = require_square(A, "trace")
-    if isinstance(alg, Hutchinson):
-        xp = A.xp
-        info = hutchinson(A._matmat, A.shape[0], A.dtype, A.device, xp, alg.num_probes, alg.seed)
+    if isinstance(alg, _ESTIMATORS):
+        info = _trace_info(A, alg)
         return (info.value, info) if return_info else info.value
     value = _trace(A, alg)
-    if return_info:
-        return value, EstimateInfo("exact", value, 0 * value, 0, None)
-    return value
+    return (value, _exact_info(A.xp, value)) if return_info else value
+
+
+def _exact_info(xp, value) -> EstimateInfo:
+    return EstimateInfo("exact", value, 0 * xp.abs(value), 0, None)
+
+
+# ------------------------------------------------------- randomised estimators
+@dataclass(frozen=True)
+class _StructureOnly(Algorithm):
+    """Private: resolve by structure rules only; a generic (dense) rule raises _Unstructured."""
+
+
+class _Unstructured(Exception):
+    pass
+
+
+def _by_structure(fn, A):
+    """``fn(A)`` by the structure rules alone, or None if they would need a generic rule."""
+    try:
+        return fn(A, _StructureOnly())
+    except _Unstructured:
+        return None
+
+
+def _hermitian(A) -> bool:
+    return not A.xp.is_complex(A.dtype) or "SelfAdjoint" in A.annotations
+
+
+def _trace_info(A: LinearOperator, alg) -> EstimateInfo:
+    exact = _by_structure(_trace, A)
+    if exact is not None:
+        return _exact_info(A.xp, exact)
+    if isinstance(alg, StochasticDiag):  # Σ_i of the diagonal's per-probe samples
+        xp, d = A.xp, _diag_estimate(A, alg)
+        samples = xp.sum(d.samples, axis=1)
+        return summary(xp, d.method, xp.real(samples) if _hermitian(A) else samples, d.num_probes)
+    return alg.estimate(A._matmat, A.shape[0], A.dtype, A.device, A.xp, _hermitian(A))
+
+
+def _diag_info(A: LinearOperator, alg) -> EstimateInfo:
+    exact = _by_structure(_diag, A)
+    return _exact_info(A.xp, exact) if exact is not None else _diag_estimate(A, alg)
+
+
+def _diag_estimate(A: LinearOperator, alg) -> EstimateInfo:
+    return alg.estimate(A._matmat, A.H._matmat, A.shape, A.dtype, A.device, A.xp)
 
 
 def _ones(A, n):
@@ -63,12 +136,23 @@ def _ones(A, n):
 
 
 # --------------------------------------------------------------------------- diag
-generic_methods("_diag", "diag", "lo.Auto() or lo.Exact()")
+generic_methods("_diag", "diag", "lo.Auto(), lo.Exact(), lo.DiagonalEstimator() or lo.DiagPlusPlus()")
 
 
 @dispatch
 def _diag(A: LinearOperator, alg: Exact):
     return A.xp.diagonal(A.to_dense())
+
+
+@dispatch
+def _diag(A: LinearOperator, alg: StochasticDiag):
+    """The diagonal estimator on the operator as a whole (exact where structure gives it)."""
+    return _diag_info(A, alg).value
+
+
+@dispatch
+def _diag(A: LinearOperator, alg: _StructureOnly):
+    raise _Unstructured
 
 
 @dispatch(precedence=STRUCTURE)
@@ -177,9 +261,9 @@ def _trace(A: LinearOperator, alg: Algorithm):
 
 
 @dispatch
-def _trace(A: LinearOperator, alg: Hutchinson):
-    """Hutchinson's estimator (for the parts of a structured operator, e.g. Kronecker factors)."""
-    return hutchinson(A._matmat, A.shape[0], A.dtype, A.device, A.xp, alg.num_probes, alg.seed).value
+def _trace(A: LinearOperator, alg: StochasticTrace):
+    """The trace estimator on the operator as a whole (exact where structure gives it)."""
+    return _trace_info(A, alg).value
 
 
 @dispatch(precedence=STRUCTURE)
