@@ -11,14 +11,16 @@ Rules (structure first, then dense):
   ``⊗ Q_i``. KroneckerSum: eigenvalues are all sums ``λ_i + μ_j``, vectors ``⊗ Q_i``.
 * BlockDiag: blockwise, eigenvalues concatenated. Diagonal, Identity, ``c I``: closed form.
 * LowRank ``U V^H``: SVD from QR factors of U and V and an r x r SVD, O((m + n) r^2).
-* Otherwise: dense ``Eigh`` / ``Eig`` / ``SVD``.
+* Otherwise: dense ``Eigh`` / ``Eig`` / ``SVD``; with k, the iterative algorithms of
+  :mod:`linops.functions.eigen_krylov` (Lanczos, LOBPCG, SubspaceIteration, Arnoldi,
+  Golub-Kahan-Lanczos, RandomizedSVD) on the whole operator.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..algorithms import SVD, Algorithm, Auto, Eig, Eigh, Lanczos
+from ..algorithms import SVD, Algorithm, Arnoldi, Auto, Eig, Eigh, Lanczos
 from ..operators import (
     BlockDiag,
     Dense,
@@ -43,19 +45,22 @@ def eigh(A: LinearOperator, k: int | None = None, which: str = "LA", alg: Algori
     ``k=None``: all n eigenvalues, ascending, and ``V`` as an (often structured) operator.
     ``k``: the k eigenvalues chosen by ``which`` ("LA"/"SA" largest/smallest algebraic,
     "LM"/"SM" largest/smallest magnitude), returned ascending, with ``V`` a Dense n x k.
-    ``alg=lo.Lanczos()`` (or ``Auto`` with k given, n > ``dense_n`` and no structure rule)
-    runs Lanczos with full reorthogonalisation on the whole operator.
+    Iterative choices, on the whole operator with k products per block (need ``k``):
+    ``alg=lo.Lanczos()`` (any ``which``; also ``Auto`` with k given, n > ``dense_n`` and no
+    structure rule), ``lo.LOBPCG()`` ("LA"/"SA", optional preconditioner),
+    ``lo.SubspaceIteration()`` ("LM"). Their gradients are implicit (never through the
+    iterations; see :mod:`linops.functions.eigen_krylov`).
     Raises NotSelfAdjointError for an operator that is not self-adjoint.
     """
     A = require_square(A, "eigh")
     if k is not None and isinstance(alg, Auto) and A.shape[0] > alg.dense_n and generic_rule_applies(_eigh, A, alg):
         alg = Lanczos(tol=alg.lanczos_tol)
-    if isinstance(alg, Lanczos):
-        if k is None:
-            raise ValueError("lo.eigh with alg=Lanczos computes k eigenpairs: pass k")
-        from .eigen_krylov import lanczos_eigh
+    from .eigen_krylov import KRYLOV_EIGH, krylov_eigh
 
-        return lanczos_eigh(A, k, which, alg)
+    if isinstance(alg, KRYLOV_EIGH):
+        if k is None:
+            raise ValueError(f"lo.eigh with alg={type(alg).__name__}() computes k eigenpairs: pass k (e.g. k=6)")
+        return krylov_eigh(A, k, which, alg)
     w, V = _eigh(A, alg)
     return _select(A, w, V, k, which, ascending=True)
 
@@ -64,13 +69,24 @@ def eig(A: LinearOperator, k: int | None = None, which: str = "LM", alg: Algorit
     """Eigenpairs ``(w, V)`` of square ``A`` (complex in general): ``A V = V diag(w)``.
 
     ``k=None``: all eigenvalues in the order the rule produced them (as ``numpy.linalg.eig``).
-    ``k``: the k chosen by ``which`` (by real part for "LA"/"SA"), ``V`` a Dense n x k.
+    ``k``: the k chosen by ``which``, best first: "LM"/"SM" largest/smallest magnitude,
+    "LR"/"SR" (or "LA"/"SA") largest/smallest real part, "LI"/"SI" imaginary part; ``V`` a
+    Dense n x k. ``alg=lo.Arnoldi()`` computes them by Arnoldi on the whole operator (needs k).
     """
     A = require_square(A, "eig")
+    from .eigen_krylov import arnoldi_eig, eig_key
+
+    if isinstance(alg, Arnoldi):
+        if k is None:
+            raise ValueError("lo.eig with alg=Arnoldi() computes k eigenpairs: pass k (e.g. k=6)")
+        return arnoldi_eig(A, k, which, alg)
     w, V = _eig(A, alg)
     if k is None:
         return w, V
-    return _select(A, w, V, k, which, ascending=False)
+    key, largest = eig_key(A.xp, w, which)
+    _check_k(k, w.shape[0])
+    order = A.xp.topk(key, k, largest=largest)
+    return w[order], _columns(V, order)
 
 
 def svd(A: LinearOperator, k: int | None = None, alg: Algorithm = Auto()):
@@ -79,10 +95,21 @@ def svd(A: LinearOperator, k: int | None = None, alg: Algorithm = Auto()):
     At most min(m, n) values: a structure rule may leave out singular values it knows to be
     exactly zero (LowRank gives its rank r; a Kronecker product of rectangular factors the
     products of the factors' thin SVDs). ``U`` and ``V`` are operators with orthonormal
-    columns; with ``k`` the top k triplets, ``U`` and ``V`` Dense.
+    columns; with ``k`` the top k triplets, ``U`` and ``V`` Dense. Iterative choices (need k):
+    ``alg=lo.Lanczos()`` (Golub-Kahan-Lanczos bidiagonalisation, residual-checked; ``Auto``'s
+    pick with k and min(m, n) > ``dense_n``) and ``lo.RandomizedSVD()`` (range finder).
     """
     if not isinstance(A, LinearOperator):
         raise TypeError(f"lo.svd takes a LinearOperator, got {type(A).__name__}; wrap an array with lo.Dense(M)")
+    from .eigen_krylov import KRYLOV_SVD, krylov_svd
+
+    if isinstance(alg, Auto) and generic_rule_applies(_svd, A, alg):
+        chosen = alg.select("svd", A)[0]
+        alg = chosen if k is not None or not isinstance(chosen, KRYLOV_SVD) else SVD()
+    if isinstance(alg, KRYLOV_SVD):
+        if k is None:
+            raise ValueError(f"lo.svd with alg={type(alg).__name__}() computes k triplets: pass k (e.g. k=6)")
+        return krylov_svd(A, k, alg)
     U, s, V = _svd(A, alg)
     xp = A.xp
     if k is not None:
