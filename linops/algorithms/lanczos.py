@@ -10,7 +10,7 @@ extending: its later vectors are zero, and the quadrature and Ritz vectors ignor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from .base import Algorithm, check_stopping, colnorm
 
@@ -49,18 +49,33 @@ class SLQ(Algorithm):
     Gradients are implicit (as in BBMM): ``d log det A = tr(A^{-1} dA)`` is estimated with
     the same probes, ``(1/p) Σ_j (A^{-1} z_j)^H dA z_j``, the solves by CG to ``grad_tol``.
     Memory does not grow with ``steps``.
+
+    ``precond``: None, a preconditioner spec (``lo.PivotedCholeskyPrecond(rank=...)``,
+    ``lo.NystromPrecond(...)``: built from A at each call) or a built ``lo.Preconditioner`` P ≈ A.
+    Then ``log det A = log det P + log det(F^{-1} A F^{-H})`` (P = F F^H): the first term exact,
+    the second by SLQ on a well-conditioned operator; the gradient uses probes ``z = F e``,
+    ``(A^{-1} z)^H dA (P^{-1} z)``, CG preconditioned by P, and for a pivoted-Cholesky spec also
+    ``d log det P - (P^{-1} z)^H dP (P^{-1} z)`` (a control variate; see
+    :mod:`linops.functions.stochastic_logdet`).
     """
 
     num_probes: int = 10
     steps: int = 30
     seed: int = 0
     grad_tol: float = 1e-6
+    precond: Any = None
 
     def __post_init__(self):
         for name in ("num_probes", "steps"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"SLQ: {name} must be a positive integer, got {v!r}")
+        p = self.precond
+        if p is not None and not (hasattr(p, "build") or hasattr(p, "half_inv")):
+            raise TypeError(
+                f"SLQ: precond must be None, a preconditioner spec such as lo.PivotedCholeskyPrecond(rank=50) "
+                f"or a built lo.Preconditioner, got {type(p).__name__}"
+            )
 
 
 def lanczos(matmat: Callable, V0, xp, steps: int):
