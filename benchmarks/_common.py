@@ -371,3 +371,135 @@ def finish(sections: list[dict]) -> None:
 
 def short_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
+# ------------------------------------------------- contender tables (bench_krylov_peers.py)
+def try_import(module: str):
+    """The module, or None when it is not installed (its rows then say so)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def jax_compiled(fn, *args):
+    """``fn`` jit-compiled ahead of time for ``args``: ``(call, compile seconds, executable)``.
+
+    ``call()`` runs the executable on ``args`` and blocks until the result is ready, so the
+    timings exclude tracing and compilation (reported apart) and include the whole computation.
+    """
+    import jax
+
+    t0 = time.perf_counter()
+    exe = jax.jit(fn).lower(*args).compile()
+    secs = time.perf_counter() - t0
+    return (lambda: jax.block_until_ready(exe(*args))), secs, exe
+
+
+def plain_call(fn):
+    """An eager contender in the form :func:`jax_compiled` returns: ``(fn, None, None)``."""
+    return fn, None, None
+
+
+def contender(label, make, check, ref=None, note="", unavailable=None) -> dict:
+    """One row of a contender table.
+
+    ``make() -> (call, compile s or None, executable or None)`` (:func:`jax_compiled`, :func:`plain_call`);
+    ``check(result) -> cells`` (the accuracy columns); ``ref``: the key of the linops row this one's
+    time is divided into ("linops / this"); ``unavailable``: a reason shown instead of numbers.
+    """
+    return {"label": label, "make": make, "check": check, "ref": ref, "note": note, "unavailable": unavailable}
+
+
+def measure_contenders(specs: dict, repeat: int, budget_s: float | None = None) -> dict:
+    """Build (and compile) every contender, then time them with :func:`time_interleaved`.
+
+    A contender that is unavailable or raises while being built or run gets ``{"error": text}``;
+    the others get ``compile``, ``exe`` and the timing fields.
+    """
+    meta, fns = {}, {}
+    for name, sp in specs.items():
+        if sp["unavailable"]:
+            meta[name] = {"error": sp["unavailable"]}
+            continue
+        try:
+            call, comp, exe = sp["make"]()
+            fns[name], meta[name] = call, {"compile": comp, "exe": exe}
+        except Exception as e:  # a failing contender must not hide the others
+            meta[name] = {"error": "failed: " + short_error(e)}
+    for name, r in time_interleaved(fns, repeat, budget_s=budget_s).items():
+        meta[name].update(r)
+        if "error" in r:
+            meta[name]["error"] = "failed: " + r["error"]
+    return meta
+
+
+#: the first columns of a contender table; then the check's columns and "notes"
+CONTENDER_HEAD = ["method", "time (median)", "compile", "linops / this"]
+
+
+def contender_rows(specs: dict, meta: dict, ncheck: int) -> list[list]:
+    """Rows ``[label, time, compile, linops / this, *check cells, note]`` of a measured table."""
+    rows = []
+    for name, sp in specs.items():
+        r = meta[name]
+        if "error" in r:
+            rows.append([sp["label"], r["error"], "—", "—"] + ["—"] * ncheck + [sp["note"]])
+            continue
+        try:
+            cells = sp["check"](r["result"])
+        except Exception as e:
+            cells = [f"check failed: {short_error(e)}"] + ["—"] * (ncheck - 1)
+        ref = meta.get(sp["ref"], {}) if sp["ref"] else {}
+        ratio = "1.00x (ref.)" if sp["ref"] == name else fmt_ratio(ref.get("median_s"), r["median_s"])
+        rows.append([sp["label"], fmt_s(r["median_s"]), "—" if r["compile"] is None else fmt_s(r["compile"]),
+                     ratio] + cells + [sp["note"]])
+    return rows
+
+
+# ----------------------------------------------- test matrices with known decompositions
+class FastOrthogonal:
+    """A dense random orthogonal ``Q = P C S₁ D S₂`` of size n, applied in O(n log n) per column.
+
+    P is a random permutation, C / D the orthonormal DCT-II / DST-II, S₁, S₂ random signs.
+    ``Q(X)`` is ``Q @ X`` and ``Q.T(X)`` is ``Q^T @ X`` along axis 0 (X of shape (n,) or (n, k)).
+    ``Q diag(λ) Q^T`` is then a dense matrix with known eigendecomposition, built in
+    O(n² log n) instead of the O(n³) of a QR of a Gaussian matrix.
+    """
+
+    def __init__(self, n: int, seed: int):
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        self.perm = rng.permutation(n)
+        self.s1, self.s2 = rng.choice([-1.0, 1.0], n), rng.choice([-1.0, 1.0], n)
+
+    @staticmethod
+    def _col(s, X):
+        return s if X.ndim == 1 else s[:, None]
+
+    def __call__(self, X):
+        import scipy.fft as sfft
+
+        Y = sfft.dst(X * self._col(self.s2, X), type=2, norm="ortho", axis=0)
+        return sfft.dct(Y * self._col(self.s1, Y), type=2, norm="ortho", axis=0)[self.perm]
+
+    def T(self, X):
+        import numpy as np
+        import scipy.fft as sfft
+
+        Z = np.empty_like(X)
+        Z[self.perm] = X
+        Z = sfft.idst(sfft.idct(Z, type=2, norm="ortho", axis=0) * self._col(self.s1, Z), type=2, norm="ortho", axis=0)
+        return Z * self._col(self.s2, Z)
+
+
+def symmetric_from_spectrum(lam, seed: int):
+    """``(M, Q)``: the dense symmetric ``M = Q diag(lam) Q^T`` with Q a :class:`FastOrthogonal`."""
+    import numpy as np
+
+    Q = FastOrthogonal(len(lam), seed)
+    M = Q(Q(np.diag(lam)).T).T
+    return (M + M.T) / 2, Q
