@@ -10,6 +10,9 @@ Each returns an operator holding what it needs (eigenvectors, factors), computed
   (a Kronecker product's eigenvectors stay a Kronecker product).
 * Others: ``exp`` by the dense matrix exponential (scaling and squaring); the rest by
   ``V f(Λ) V^{-1}`` from ``eig`` (diagonalisable A; real part kept for real A).
+* ``alg=lo.Lanczos()`` (self-adjoint A) / ``lo.Arnoldi()`` (any A), which ``Auto`` picks for
+  n > ``dense_n`` without a structure rule: ``f(A) b`` by Krylov, applied lazily, nothing dense
+  (``KrylovFunction`` in :mod:`.krylov_matfun`).
 """
 
 from __future__ import annotations
