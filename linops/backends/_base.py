@@ -210,6 +210,25 @@ class Backend:
         """Solve with the tridiagonal matrix of bands ``lower`` (n-1), ``diag`` (n), ``upper`` (n-1)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------- fft
+    # numpy.fft conventions: ``n`` pads with zeros (or truncates) along ``axis``; ``norm`` is
+    # None/"backward" (forward unscaled), "ortho" (both 1/sqrt(n)) or "forward" (forward 1/n).
+    def fft(self, x: Any, n: int | None = None, axis: int = -1, norm: str | None = None) -> Any:
+        """1-D discrete Fourier transform along ``axis``, O(n log n); complex output."""
+        raise NotImplementedError
+
+    def ifft(self, x: Any, n: int | None = None, axis: int = -1, norm: str | None = None) -> Any:
+        """Inverse of :meth:`fft` (same ``norm``)."""
+        raise NotImplementedError
+
+    def rfft(self, x: Any, n: int | None = None, axis: int = -1, norm: str | None = None) -> Any:
+        """:meth:`fft` of real ``x``, keeping the n // 2 + 1 non-negative frequencies."""
+        raise NotImplementedError
+
+    def irfft(self, x: Any, n: int | None = None, axis: int = -1, norm: str | None = None) -> Any:
+        """Inverse of :meth:`rfft`: a real array of length ``n`` (default 2 (m - 1)) along ``axis``."""
+        raise NotImplementedError
+
     # --------------------------------------------------------- control flow, AD
     def while_loop(self, cond: Callable, body: Callable, state: Any) -> Any:
         """``while cond(state): state = body(state)``; compiles to ``lax.while_loop`` in jax."""

@@ -208,6 +208,19 @@ class JaxBackend(Backend):
         dtype = jnp.result_type(dl, diag, du, b)
         return lax.linalg.tridiagonal_solve(dl.astype(dtype), diag.astype(dtype), du.astype(dtype), b.astype(dtype))
 
+    # fft
+    def fft(self, x, n=None, axis=-1, norm=None):
+        return jnp.fft.fft(x, n, axis, norm)
+
+    def ifft(self, x, n=None, axis=-1, norm=None):
+        return jnp.fft.ifft(x, n, axis, norm)
+
+    def rfft(self, x, n=None, axis=-1, norm=None):
+        return jnp.fft.rfft(x, n, axis, norm)
+
+    def irfft(self, x, n=None, axis=-1, norm=None):
+        return jnp.fft.irfft(x, n, axis, norm)
+
     # control flow, AD, random
     def while_loop(self, cond, body, state):
         return lax.while_loop(cond, body, state)

@@ -237,6 +237,19 @@ class NumpyBackend(Backend):
             raise self._singular(info - 1)
         return x
 
+    # fft (numpy >= 2 keeps single precision: float32 -> complex64)
+    def fft(self, x, n=None, axis=-1, norm=None):
+        return np.fft.fft(x, n, axis, norm)
+
+    def ifft(self, x, n=None, axis=-1, norm=None):
+        return np.fft.ifft(x, n, axis, norm)
+
+    def rfft(self, x, n=None, axis=-1, norm=None):
+        return np.fft.rfft(x, n, axis, norm)
+
+    def irfft(self, x, n=None, axis=-1, norm=None):
+        return np.fft.irfft(x, n, axis, norm)
+
     # AD and random
     def linear_transpose(self, f, like, ct):
         # numpy has no autodiff: form the matrix column by column (documented O(n) products)

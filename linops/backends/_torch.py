@@ -229,6 +229,19 @@ class TorchBackend(Backend):
             x[i] = d[i] - c[i] * x[i + 1]
         return torch.stack(x)
 
+    # fft
+    def fft(self, x, n=None, axis=-1, norm=None):
+        return torch.fft.fft(x, n=n, dim=axis, norm=norm)
+
+    def ifft(self, x, n=None, axis=-1, norm=None):
+        return torch.fft.ifft(x, n=n, dim=axis, norm=norm)
+
+    def rfft(self, x, n=None, axis=-1, norm=None):
+        return torch.fft.rfft(x, n=n, dim=axis, norm=norm)
+
+    def irfft(self, x, n=None, axis=-1, norm=None):
+        return torch.fft.irfft(x, n=n, dim=axis, norm=norm)
+
     # AD and random
     def linear_transpose(self, f, like, ct):
         y0 = torch.zeros_like(like)
