@@ -370,7 +370,8 @@ def scaled_sum(g):
 
 # Operator families with many cases register them from their own modules (imported here, after
 # `case` and `Gen` exist): zoo_structured (Monarch, BTT, ...), zoo_signal (Toeplitz, circulant,
-# FFT, Householder, ...), zoo_kernels (kernel matrices, sparse, Jacobians).
-from . import zoo_kernels, zoo_signal, zoo_structured  # noqa: E402, F401
+# FFT, Householder, ...), zoo_kernels (kernel matrices, sparse, Jacobians), zoo_tensor
+# (Tensor-Train, Butterfly), zoo_einsum (the Einsum family, multi-level low rank).
+from . import zoo_einsum, zoo_kernels, zoo_signal, zoo_structured, zoo_tensor  # noqa: E402, F401
 
 CASE_IDS = [c.name for c in CASES]

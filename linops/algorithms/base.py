@@ -95,6 +95,8 @@ _FAMILY = {
     "trace": "exact",
     "diag": "exact",
     "apply": "matfun",
+    "lstsq": "lstsq",
+    "pinv": "lstsq",
 }
 
 
@@ -105,14 +107,19 @@ class Auto(Algorithm):
     Decision list for an operator without a structure rule (first match wins):
 
     =============================  ================================================
-    solve, inv; PSD, n > dense_n   ``CG(tol=krylov_tol)``
+    solve, inv; PSD, n > dense_n   ``CG(tol=krylov_tol, precond=...)`` (below)
     solve, inv; self-adjoint, ...  ``MINRES(tol=krylov_tol)``
     solve, inv; other, n > dense_n ``GMRES(tol=krylov_tol)``
     solve, inv, logdet, det        ``Cholesky()`` if annotated PSD, else ``LU()``
     eigh with k; n > dense_n       ``Lanczos(tol=lanczos_tol)``
     eigh                           ``Eigh()``
+    svd with k; min(m,n)>dense_n   ``Lanczos(tol=lanczos_tol)`` (Golub-Kahan)
     eig / svd                      ``Eig()`` / ``SVD()``
+    lstsq, pinv; max(m,n)>dense_n  ``LSMR(atol=btol=krylov_tol)``
+    lstsq, pinv                    ``SVD()`` (square Dense: LU/Cholesky if well conditioned)
     trace, diag                    ``Exact()``
+    exp, ..., apply; n > dense_n   ``Lanczos(tol=lanczos_tol)`` if self-adjoint, else
+                                   ``Arnoldi(tol=lanczos_tol)``: f(A) b lazily, never formed
     exp, log, sqrt, pow, apply     ``Eigh()`` if self-adjoint, else ``Eig()``
     =============================  ================================================
 
@@ -123,7 +130,24 @@ class Auto(Algorithm):
     * ``krylov_tol`` (default 1e-10): the relative residual CG/MINRES/GMRES must reach when
       Auto picks them.
     * ``lanczos_tol`` (default 1e-8): the Ritz residual (relative to max |θ|) for
-      ``eigh(A, k)`` with n > dense_n and no structure rule, which Auto gives to Lanczos.
+      ``eigh(A, k)`` with n > dense_n and no structure rule, which Auto gives to Lanczos, and
+      for ``svd(A, k)`` with min(m, n) > dense_n (Golub-Kahan-Lanczos, relative to σ_1);
+      for a matrix function with n > dense_n it is the agreement ``||y_m - y_{m/2}|| <= tol ||y_m||``
+      of successive Krylov approximations of ``f(A) b`` (Lanczos or Arnoldi).
+
+    * ``precond`` (default True) and ``precond_rank`` (default 100): when Auto picks CG it
+      also picks its preconditioner, first match wins:
+
+      1. ``A = X + D``, a Sum whose Diagonal / Identity / ``c I`` terms form a positive D (a
+         kernel plus noise) and whose other terms X have a cheap diagonal: ``P = L L^H + D``
+         with L the pivoted Cholesky factor of X of rank ``min(precond_rank, n)``, applied by
+         Woodbury (``lo.PivotedCholeskyPrecond``); ``precond_rank=0`` skips this;
+      2. a cheap diagonal (a structure rule gives it, or a Dense matrix): Jacobi, ``lo.jacobi``;
+      3. otherwise none.
+
+      The preconditioner is built when Auto selects (rank-r pivoted Cholesky: r columns of X
+      and O(n r^2) work; so ``lo.explain`` builds it too) and its choice is in the reason
+      ``lo.explain`` prints. ``precond=False``: plain CG.
 
     logdet/det stay dense at every size under Auto: a stochastic estimate is a choice the
     caller makes explicitly (``alg=lo.SLQ(...)``), since it changes the answer's accuracy.
@@ -132,6 +156,13 @@ class Auto(Algorithm):
     dense_n: int = 4000
     krylov_tol: float = 1e-10
     lanczos_tol: float = 1e-8
+    precond: bool = True
+    precond_rank: int = 100
+
+    def __post_init__(self):
+        r = self.precond_rank
+        if not (isinstance(r, int) and not isinstance(r, bool) and r >= 0):
+            raise ValueError(f"Auto: precond_rank must be an integer >= 0, got {r!r}")
 
     def select(self, fn: str, A) -> tuple[Algorithm, str]:
         """The concrete algorithm for ``fn`` on ``A`` and the reason, without running anything."""
@@ -143,7 +174,13 @@ class Auto(Algorithm):
             if "PSD" in tags:
                 from .cg import CG
 
-                return CG(tol=self.krylov_tol), f"annotated PSD and {big}: conjugate gradients"
+                why = f"annotated PSD and {big}: conjugate gradients"
+                if not self.precond:
+                    return CG(tol=self.krylov_tol), why + " (precond=False: no preconditioner)"
+                from .preconditioners import auto_preconditioner
+
+                M, how = auto_preconditioner(A, self.precond_rank)
+                return CG(tol=self.krylov_tol, precond=M), why + how
             if "SelfAdjoint" in tags:
                 from .minres import MINRES
 
@@ -160,10 +197,34 @@ class Auto(Algorithm):
         if family == "eig":
             return Eig(), "dense general eigendecomposition"
         if family == "svd":
+            if min(A.shape) > self.dense_n:
+                from .lanczos import Lanczos
+
+                return Lanczos(tol=self.lanczos_tol), (
+                    f"min(m, n) = {min(A.shape)} > dense_n = {self.dense_n}: Golub-Kahan-Lanczos for k triplets "
+                    "(all triplets: dense SVD)"
+                )
             return SVD(), "dense singular value decomposition"
         if family == "exact":
             return Exact(), "exact, from the dense matrix"
+        if family == "lstsq":
+            size = max(A.shape)
+            if size <= self.dense_n:
+                return SVD(), f"max(m, n) = {size} <= dense_n = {self.dense_n}: dense thin SVD (minimum-norm)"
+            from .lsmr import LSMR
+
+            tol = self.krylov_tol
+            return LSMR(atol=tol, btol=tol), f"max(m, n) = {size} > dense_n = {self.dense_n}: LSMR"
         if family == "matfun":
+            if n > self.dense_n:
+                big = f"n = {n} > dense_n = {self.dense_n}"
+                if "SelfAdjoint" in tags:
+                    from .lanczos import Lanczos
+
+                    return Lanczos(tol=self.lanczos_tol), f"self-adjoint and {big}: f(A) b by Lanczos, never formed"
+                from .arnoldi import Arnoldi
+
+                return Arnoldi(tol=self.lanczos_tol), f"{big}, no symmetry known: f(A) b by Arnoldi, never formed"
             if "SelfAdjoint" in tags:
                 return Eigh(), "self-adjoint: f applied to the eigenvalues"
             return Eig(), "not self-adjoint: general eigendecomposition (expm for exp)"

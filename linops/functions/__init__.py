@@ -11,9 +11,17 @@ from .diagonals import diag, trace
 from .eigen import eig, eigh, svd
 from .explain import explain
 from .inverse import inv, solve
+from .lstsq import lstsq, pinv
 from .matfun import apply, exp, isqrt, log, pow, sqrt
+from . import structured  # noqa: F401,E402  (registers the Monarch/BTT rules)
+from . import krylov_matfun  # noqa: F401,E402  (registers the Lanczos/Arnoldi matfun rules and tr f(A) by SLQ)
+from . import fourier  # noqa: F401,E402  (registers the Circulant/Convolution/Toeplitz/DFT/Householder rules)
+from . import kernels_sparse  # noqa: F401,E402  (registers the kernel-matrix and sparse rules)
+from . import einsum_rules  # noqa: F401,E402  (registers the Einsum-family and MLR rules)
+from . import tensor_rules  # noqa: F401,E402  (registers the TensorTrain/Butterfly rules)
 
 __all__ = [
     "inv", "solve", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
     "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain", "rules",
+    "lstsq", "pinv",
 ]
