@@ -133,7 +133,8 @@ def btt_project(M, rank: int, grid=None):
     ``grid = ((n1, n2), (m1, m2))`` defaults to :func:`btt_shapes`. Every (output block,
     input block) submatrix is replaced by its best rank-``rank`` approximation (truncated SVD);
     the submatrices share no parameters, so this is the optimal projection, and it recovers a
-    BTT matrix exactly. (It is TT-SVD for two cores.) Returns ``(BTT, relative error)``.
+    BTT matrix exactly. (A two-core TT is the special BTT whose block factors do not depend on
+    the other grid index; TT-SVD is :func:`linops.tt_project`.) Returns ``(BTT, relative error)``.
     """
     if not (isinstance(rank, int) and rank >= 1):
         raise ValueError(f"btt_project: rank must be a positive integer, got {rank!r}")

@@ -23,8 +23,10 @@ products instead of many small batched ones). The exact count for ``c`` columns 
 ``m_k = n_k``. Parameters ``Σ_k r_{k-1} m_k n_k r_k``.
 
 Relation to BTT (:mod:`linops.operators.btt`): a two-core TT with ranks ``(1, r, 1)`` is
-``Σ_α A_α ⊗ B_α`` (Kronecker rank r): every ``(o2, i1)`` block shares the same ``r`` factors.
-It is the BTT of rank ``r`` on the same grid whose cores do not depend on their extra index,
+``Σ_α A_α ⊗ B_α`` (Kronecker rank r). Its ``(o2, i1)`` blocks ``W[(:, o2), (i1, :)] =
+Σ_α A_α[:, i1] B_α[o2, :]`` are rank ``r`` like a BTT's, but with left factors depending on
+``i1`` only and right factors on ``o2`` only, where a BTT's depend on both. So it is the BTT
+of rank ``r`` on the same grid whose cores do not depend on their extra index,
 ``L[o2, o1, i1, α] = G_1[0, o1, i1, α]`` and ``R[i1, o2, α, i2] = G_2[α, o2, i2, 0]``
 (:meth:`TensorTrain.as_btt`, tested); a BTT in general is not a two-core TT of the same rank.
 
@@ -98,7 +100,7 @@ class TensorTrain(LinearOperator):
       both default to the full sizes.
 
     Parameters ``Σ r_{k-1} m_k n_k r_k``; ``flops(c)`` is the exact count of the contraction
-    (module docstring). Memory O(c max_k r_k (n_1..n_k)(m_{k+1}..m_d)) for the intermediates.
+    (module docstring). Memory O(c max_k r_k (m_1..m_k)(n_{k+1}..n_d)) for the intermediates.
     """
 
     _leaves = ("cores",)
