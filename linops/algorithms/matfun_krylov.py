@@ -41,7 +41,9 @@ from .arnoldi import arnoldi
 from .info import SolveInfo
 from .lanczos import _tridiagonal, lanczos
 
-__all__ = ["KrylovFn", "fab", "fab_attempt", "fab_finish", "fab_vjp", "fab_vjp_attempt", "fab_vjp_finish", "START", "JIT_STEPS"]
+__all__ = [
+    "KrylovFn", "fab", "fab_attempt", "fab_finish", "fab_vjp", "fab_vjp_attempt", "fab_vjp_finish", "START", "JIT_STEPS",
+]
 
 #: first Krylov dimension tried eagerly
 START = 20
@@ -206,13 +208,13 @@ def _check_domain(xp, fn: KrylovFn, lam, flam, used, real_a: bool, what: str) ->
         raise NonFiniteError(f"the Krylov process of {what} produced NaN or infinity: the operator or the vector "
                              "holds NaN or infinity")
     bad = ~np.isfinite(f_np)
-    if fn.branch_cut and real_a:
-        bad |= (lam_np.real <= 0) & (np.abs(lam_np.imag) <= 1e3 * np.finfo(lam_np.real.dtype).eps * np.abs(lam_np))
+    if fn.branch_cut and real_a and np.iscomplexobj(lam_np):  # Arnoldi: a real A needs no negative real eigenvalue
+        bad |= (lam_np.real < 0) & (np.abs(lam_np.imag) <= 1e3 * np.finfo(lam_np.real.dtype).eps * np.abs(lam_np))
     if bad.any():
         worst = complex(lam_np[bad].ravel()[0])
         worst = worst.real if worst.imag == 0 else worst
         raise DomainError(
-            f"lo.{fn.name} of {what}: f is undefined or not finite at the eigenvalue estimate {worst:.6g} "
+            f"{fn.name}(A) for A = {what}: f is undefined or not finite at the eigenvalue estimate {worst:.6g} "
             f"of the operator (a Ritz value, which lies in its spectrum's range); {fn.name} needs "
             + ("eigenvalues off the closed negative real axis (a positive definite operator)" if fn.branch_cut
                else "eigenvalues where it is finite")

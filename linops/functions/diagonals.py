@@ -82,6 +82,8 @@ def trace(A: LinearOperator, alg: Algorithm = Auto(), return_info: bool = False)
         info = _trace_info(A, alg)
         return (info.value, info) if return_info else info.value
     value = _trace(A, alg)
+    if isinstance(value, EstimateInfo):  # a rule that estimates (tr f(A) by SLQ) returns its error bar too
+        return (value.value, value) if return_info else value.value
     return (value, _exact_info(A.xp, value)) if return_info else value
 
 

@@ -26,8 +26,7 @@ from ..errors import NotSelfAdjointError
 from ..operators import LinearOperator
 from ..operators.base import array_leaves
 from ._dispatch import dispatch
-from .diagonals import _trace
-from .matfun import _EXP, _LOG, ScalarFunction, _matfun, _result_tags
+from .matfun import _EXP, _LOG, ScalarFunction, _result_tags
 
 __all__ = ["KrylovFunction"]
 
@@ -242,7 +241,7 @@ def _torch_function():
                     leaves = [a.detach().requires_grad_(i in wanted) for i, a in enumerate(arrays)]
                     AV = ctx.rebuild(leaves)._matmat(V)
                     got = torch.autograd.grad(AV, [leaves[i] for i in wanted], grad_outputs=C, allow_unused=True)
-                for i, g in zip(wanted, got):
+                for i, g in zip(wanted, got, strict=True):
                     grads[i] = g
             return (dB if ctx.needs_input_grad[0] else None, None, None, None, *grads)
 
@@ -251,6 +250,7 @@ def _torch_function():
 
 
 # ---------------------------------------------------------------------------------- rules
+# plum files methods by name: these join matfun's ``_matfun`` and diagonals' ``_trace``
 @dispatch
 def _matfun(A: LinearOperator, alg: Lanczos, fn):
     """f(A) b = ||b|| Q_m f(T_m) e1 by Lanczos (self-adjoint A), applied lazily; nothing dense is formed."""
@@ -270,8 +270,8 @@ def _matfun(A: LinearOperator, alg: Arnoldi, fn):
 
 @dispatch
 def _trace(A: KrylovFunction, alg: SLQ):
-    """tr f(A) by stochastic Lanczos quadrature of the inner operator (self-adjoint A)."""
-    return slq_trace(A, alg).value
+    """tr f(A) by stochastic Lanczos quadrature of the inner operator (self-adjoint A); an EstimateInfo."""
+    return slq_trace(A, alg)
 
 
 def slq_trace(F: KrylovFunction, alg: SLQ):

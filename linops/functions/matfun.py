@@ -108,7 +108,7 @@ def _tag(out, tags):
 
 
 # --------------------------------------------------------------------------- rules
-generic_methods("_matfun", "apply", "lo.Auto(), lo.Eigh() or lo.Eig()", extra=1)
+generic_methods("_matfun", "apply", "lo.Auto(), lo.Eigh(), lo.Eig(), lo.Lanczos() or lo.Arnoldi()", extra=1)
 
 
 @dispatch
@@ -160,6 +160,12 @@ def _matfun(A: BlockDiag, alg: Algorithm, fn):
 
 
 def _generic(A, alg, fn):
+    """The eigen route for a Kronecker / KroneckerSum a structure rule could not finish: under
+    Auto a self-adjoint one goes to ``Eigh`` whatever its size, since its eigendecomposition is
+    structured (the factors'), exact and cheap; Auto's size switch to Lanczos is for operators
+    without such structure."""
+    if isinstance(alg, Auto) and "SelfAdjoint" in A.annotations:
+        alg = Eigh()
     return _matfun.invoke(LinearOperator, type(alg), object)(A, alg, fn)
 
 

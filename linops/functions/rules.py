@@ -19,7 +19,7 @@ rule          signature (positional)                           returns
 inv           (A, alg)                                         an operator, A^{-1}
 slogdet       (A, alg)                                         (sign, log|det A|)
 diag          (A, alg)                                         1-D array
-trace         (A, alg)                                         scalar
+trace         (A, alg)                                         scalar (an EstimateInfo if estimated)
 eigh, eig     (A, alg)                                         (w, V operator), any order
 svd           (A, alg)                                         (U op, s, V op), any order
 matfun        (A, alg, fn) with fn.f(xp, eigenvalues)          an operator, f(A)
