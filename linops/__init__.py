@@ -11,18 +11,17 @@ function such as ``lo.solve``; scipy, torch and jax when first needed.
 
 from typing import TYPE_CHECKING
 
-from . import errors
+from . import algorithms, errors, operators
 from .algorithms import (
-    CG, GMRES, LU, MINRES, SLQ, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, EstimateInfo, Exact, Hutchinson, Lanczos,
-    SolveInfo,
+    CG, GMRES, LU, MINRES, SLQ, SVD, Algorithm, Auto, Cholesky, DiagonalEstimator, DiagPlusPlus, Eig, Eigh,
+    EstimateInfo, Exact, Hutchinson, HutchPlusPlus, Lanczos, SolveInfo,
 )
-from .algorithms import LOBPCG, Arnoldi, RandomizedSVD, SubspaceIteration
 from .annotations import PSD, SelfAdjoint, Unitary
 from .errors import (
     BackendMismatchError,
-    DeviceMismatchError,
     ConvergenceError,
     ConvergenceWarning,
+    DeviceMismatchError,
     DomainError,
     LinopsError,
     NonFiniteError,
@@ -44,8 +43,6 @@ from .operators import (
     KroneckerSum,
     LinearOperator,
     LowRank,
-    Monarch,
-    BTT,
     Permutation,
     Product,
     ScalarMul,
@@ -55,27 +52,40 @@ from .operators import (
     Triangular,
     Tridiagonal,
     Zero,
-    monarch_project,
-    monarch_shapes,
-    btt_project,
-    btt_shapes,
 )
 
 __version__ = "0.1.0"
 
 # The dispatched functions load on first use: plum (and its beartype) cost about 0.18 s to
 # import, more than the rest of linops together, and a user who only builds operators
-# should not pay it. `lo.solve` etc. behave exactly as if imported eagerly.
+# should not pay it. `lo.solve` etc. behave exactly as if imported eagerly. The larger
+# operator families (Monarch, kernels, Fourier, ...) and the less common algorithms load on
+# first use of their names too (`operators.LAZY`, `algorithms.LAZY`).
 _FUNCTIONS = frozenset(
     ("solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
      "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain", "lstsq", "pinv")
 )
 
 if TYPE_CHECKING:
-    from .functions import (
-        apply, det, diag, eig, eigh, exp, explain, inv, isqrt, log, logdet, pow, slogdet, solve, sqrt, svd, trace,
+    from .algorithms import (  # noqa: F401
+        LOBPCG, LSMR, Arnoldi, BiCGStab, NystromPrecond, PivotedCholeskyInfo, PivotedCholeskyPrecond, Preconditioner,
+        RandomizedSVD, SubspaceIteration, XTrace, jacobi, nystrom, pivoted_cholesky,
     )
-    from .functions import lstsq, pinv
+    from .functions import (  # noqa: F401
+        apply, det, diag, eig, eigh, exp, explain, inv, isqrt, log, logdet, lstsq, pinv, pow, slogdet, solve, sqrt,
+        svd, trace,
+    )
+    from .operators import (  # noqa: F401
+        BTT, DFT, MLR, RBF, BandedMLR, Butterfly, Circulant, Convolution, Einsum, EinsumSizes, Hartley, Hessian,
+        Householder, Jacobian, KernelMatrix, LinearKernel, Matern, Monarch, Periodic, RealPart, Sparse, TensorTrain,
+        Toeplitz, btt_project, btt_shapes, circulant_approximation, einsum_counts, einsum_exponents, einsum_points,
+        einsum_rank, einsum_sizes, monarch_project, monarch_shapes, toeplitz_preconditioner, tt_project, tt_shapes,
+    )
+
+_ALGORITHMS_PUBLIC = frozenset(
+    ("Arnoldi", "LOBPCG", "SubspaceIteration", "RandomizedSVD", "XTrace", "BiCGStab", "LSMR", "jacobi",
+     "pivoted_cholesky", "nystrom", "PivotedCholeskyInfo", "Preconditioner", "PivotedCholeskyPrecond", "NystromPrecond")
+)
 
 
 def __getattr__(name):
@@ -83,13 +93,18 @@ def __getattr__(name):
         from . import functions
 
         value = getattr(functions, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'linops' has no attribute {name!r}")
+    elif name in operators.LAZY:
+        value = getattr(operators, name)
+    elif name in _ALGORITHMS_PUBLIC:
+        value = getattr(algorithms, name)
+    else:
+        raise AttributeError(f"module 'linops' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():
-    return sorted(set(globals()) | _FUNCTIONS)
+    return sorted(set(globals()) | _FUNCTIONS | set(operators.LAZY) | _ALGORITHMS_PUBLIC)
 
 
 def to_dense(A):
@@ -101,54 +116,17 @@ __all__ = [
     # operators
     "LinearOperator", "Dense", "Diagonal", "Identity", "ScalarMul", "Zero", "Sum", "Product", "Adjoint",
     "Transpose", "Sliced", "Block", "BlockDiag", "Kronecker", "KroneckerSum", "LowRank", "Permutation",
-    "Triangular", "Tridiagonal", "to_dense", "Monarch", "monarch_project", "monarch_shapes", "BTT", "btt_project", "btt_shapes",
+    "Triangular", "Tridiagonal", "to_dense", *sorted(operators.LAZY),
     # annotations
     "PSD", "SelfAdjoint", "Unitary",
     # functions
-    "solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
-    "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain",
+    *sorted(_FUNCTIONS),
     # algorithms
-    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "MINRES", "GMRES", "Lanczos", "SLQ", "Hutchinson",
-    "SolveInfo", "EstimateInfo",
-    "Arnoldi", "LOBPCG", "SubspaceIteration", "RandomizedSVD",
+    "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "MINRES", "GMRES", "Lanczos", "SLQ",
+    "Hutchinson", "HutchPlusPlus", "DiagonalEstimator", "DiagPlusPlus", "SolveInfo", "EstimateInfo",
+    *sorted(_ALGORITHMS_PUBLIC),
     # errors
     "errors", "LinopsError", "ShapeError", "NotSquareError", "BackendMismatchError", "DeviceMismatchError",
     "NumericalError", "SingularMatrixError", "NotPSDError", "NotSelfAdjointError", "NonFiniteError", "DomainError",
     "ConvergenceError", "ConvergenceWarning",
 ]
-
-from .algorithms import DiagonalEstimator, DiagPlusPlus, HutchPlusPlus, XTrace  # noqa: E402
-
-__all__ += ["HutchPlusPlus", "XTrace", "DiagonalEstimator", "DiagPlusPlus"]
-
-from .algorithms import LSMR, BiCGStab  # noqa: E402
-
-__all__ += ["BiCGStab", "LSMR", "lstsq", "pinv"]
-
-from .algorithms import (  # noqa: E402
-    NystromPrecond, PivotedCholeskyInfo, PivotedCholeskyPrecond, Preconditioner, jacobi, nystrom, pivoted_cholesky,
-)
-
-__all__ += ["jacobi", "pivoted_cholesky", "nystrom", "PivotedCholeskyInfo", "Preconditioner", "PivotedCholeskyPrecond",
-            "NystromPrecond"]
-
-from .operators import (  # noqa: E402
-    DFT, Circulant, Convolution, Hartley, Householder, Toeplitz, circulant_approximation, toeplitz_preconditioner,
-)
-
-__all__ += ["DFT", "Hartley", "Toeplitz", "Circulant", "Convolution", "circulant_approximation",
-            "toeplitz_preconditioner", "Householder"]
-
-from .operators import RBF, Hessian, Jacobian, KernelMatrix, LinearKernel, Matern, Periodic, Sparse  # noqa: E402
-
-__all__ += ["KernelMatrix", "RBF", "Matern", "Periodic", "LinearKernel", "Sparse", "Jacobian", "Hessian"]
-
-from .operators import Butterfly, RealPart, TensorTrain, tt_project, tt_shapes  # noqa: E402
-
-__all__ += ["TensorTrain", "tt_project", "tt_shapes", "Butterfly", "RealPart"]
-
-from .operators import (  # noqa: E402
-    MLR, BandedMLR, Einsum, EinsumSizes, einsum_counts, einsum_exponents, einsum_points, einsum_rank, einsum_sizes,
-)
-
-__all__ += ["Einsum", "EinsumSizes", "einsum_points", "einsum_sizes", "einsum_exponents", "einsum_rank", "einsum_counts", "MLR", "BandedMLR"]

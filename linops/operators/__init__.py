@@ -1,4 +1,11 @@
-"""Operators: the LinearOperator base and one module per family."""
+"""Operators: the LinearOperator base and one module per family.
+
+The core families load with ``import linops``; the larger structured families (Monarch, BTT,
+Tensor-Train, Butterfly, Einsum, MLR, Fourier, convolution, Householder, kernels, sparse,
+Jacobian) load on first use of one of their names (PEP 562), so ``import linops`` stays cheap.
+"""
+
+from importlib import import_module
 
 from .algebra import Adjoint, Product, Sliced, Sum, Transpose
 from .banded import Triangular, Tridiagonal
@@ -6,34 +13,42 @@ from .base import LinearOperator
 from .block import Block, BlockDiag
 from .dense import Dense
 from .diagonal import Diagonal, Identity, ScalarMul, Zero
-from .jacobian import Hessian, Jacobian
-from .kernels import RBF, KernelMatrix, LinearKernel, Matern, Periodic
 from .kronecker import Kronecker, KroneckerSum
 from .lowrank import LowRank
-from .btt import BTT, btt_project, btt_shapes
-from .monarch import Monarch, monarch_project, monarch_shapes
 from .permutation import Permutation
-from .sparse import Sparse
-from .fourier import DFT, Hartley, Toeplitz
-from .convolution import Circulant, Convolution, circulant_approximation, toeplitz_preconditioner
-from .householder import Householder
+
+#: public name -> the module (in this package) that defines it, imported on first access
+LAZY = {
+    **dict.fromkeys(("Monarch", "monarch_project", "monarch_shapes"), "monarch"),
+    **dict.fromkeys(("BTT", "btt_project", "btt_shapes"), "btt"),
+    **dict.fromkeys(("TensorTrain", "tt_project", "tt_shapes"), "tensor_train"),
+    **dict.fromkeys(("Butterfly", "RealPart"), "butterfly"),
+    **dict.fromkeys(("Einsum", "EinsumSizes", "einsum_counts", "einsum_exponents", "einsum_points", "einsum_rank",
+                     "einsum_sizes"), "einsum_family"),
+    **dict.fromkeys(("MLR", "BandedMLR"), "mlr"),
+    **dict.fromkeys(("DFT", "Hartley", "Toeplitz"), "fourier"),
+    **dict.fromkeys(("Circulant", "Convolution", "circulant_approximation", "toeplitz_preconditioner"), "convolution"),
+    "Householder": "householder",
+    **dict.fromkeys(("KernelMatrix", "RBF", "Matern", "Periodic", "LinearKernel"), "kernels"),
+    "Sparse": "sparse",
+    **dict.fromkeys(("Jacobian", "Hessian"), "jacobian"),
+}
+
+
+def __getattr__(name):
+    if name in LAZY:
+        value = getattr(import_module(f"{__name__}.{LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(LAZY))
+
 
 __all__ = [
     "LinearOperator", "Dense", "Diagonal", "Identity", "ScalarMul", "Zero", "Sum", "Product", "Adjoint",
     "Transpose", "Sliced", "Block", "BlockDiag", "Kronecker", "KroneckerSum", "LowRank", "Permutation",
-    "Triangular", "Tridiagonal", "Monarch", "monarch_project", "monarch_shapes", "BTT", "btt_project", "btt_shapes",
-    "KernelMatrix", "RBF", "Matern", "Periodic", "LinearKernel", "Sparse", "Jacobian", "Hessian",
+    "Triangular", "Tridiagonal", *LAZY,
 ]
-
-__all__ += ["DFT", "Hartley", "Toeplitz", "Circulant", "Convolution", "circulant_approximation",
-            "toeplitz_preconditioner", "Householder"]
-
-from .tensor_train import TensorTrain, tt_project, tt_shapes  # noqa: E402
-from .butterfly import Butterfly, RealPart  # noqa: E402
-
-__all__ += ["TensorTrain", "tt_project", "tt_shapes", "Butterfly", "RealPart"]
-
-from .einsum_family import Einsum, EinsumSizes, einsum_counts, einsum_exponents, einsum_points, einsum_rank, einsum_sizes  # noqa: E402
-from .mlr import MLR, BandedMLR  # noqa: E402
-
-__all__ += ["Einsum", "EinsumSizes", "einsum_points", "einsum_sizes", "einsum_exponents", "einsum_rank", "einsum_counts", "MLR", "BandedMLR"]
