@@ -96,7 +96,7 @@ def __getattr__(name):
     elif name in operators.LAZY:
         value = getattr(operators, name)
     elif name in _ALGORITHMS_PUBLIC:
-        value = getattr(algorithms, name)
+        value = getattr(algorithms, name)  # eager there or lazy (algorithms.LAZY)
     else:
         raise AttributeError(f"module 'linops' has no attribute {name!r}")
     globals()[name] = value
