@@ -4,7 +4,7 @@ Everything loads with ``import linops`` except the preconditioners and low-rank 
 which build operators: they load on first use of one of their names (PEP 562).
 """
 
-from importlib import import_module
+from .._lazy import lazy_attributes
 
 from .base import LU, SVD, Algorithm, Auto, Cholesky, Eig, Eigh, Exact
 from .cg import CG, cg
@@ -36,16 +36,7 @@ LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in LAZY:
-        value = getattr(import_module(f"{__name__}.{LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), LAZY)
 
 
 __all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "cg", "SolveInfo",

@@ -5,7 +5,7 @@ Tensor-Train, Butterfly, Einsum, MLR, Fourier, convolution, Householder, kernels
 Jacobian) load on first use of one of their names (PEP 562), so ``import linops`` stays cheap.
 """
 
-from importlib import import_module
+from .._lazy import lazy_attributes
 
 from .algebra import Adjoint, Product, Sliced, Sum, Transpose
 from .banded import Triangular, Tridiagonal
@@ -35,16 +35,7 @@ LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in LAZY:
-        value = getattr(import_module(f"{__name__}.{LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), LAZY)
 
 
 __all__ = [
