@@ -41,7 +41,7 @@ def check_stopping(alg) -> None:
 
 def colnorm(xp, X):
     """Euclidean norms of the columns of ``X`` (n, k), real-valued."""
-    return xp.sqrt(xp.sum(xp.real(xp.conj(X) * X), axis=0))
+    return xp.sqrt(xp.real(xp.coldot(X, X)))
 
 
 @dataclass(frozen=True)

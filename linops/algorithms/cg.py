@@ -99,25 +99,27 @@ def cg(
     R = B
     Z = apply_m(R)
     P = Z
-    rz = xp.real(xp.sum(xp.conj(R) * Z, axis=0))
+    rz = xp.real(xp.coldot(R, Z))
     rnorm = bnorm
     breakdown = bnorm < 0  # all False, in the backend's boolean type
 
     def step(X, R, P, rz, rnorm, breakdown):
         active = (rnorm > target) & ~breakdown
         AP = matmat(P)
-        pAp = xp.real(xp.sum(xp.conj(P) * AP, axis=0))
+        pAp = xp.real(xp.coldot(P, AP))
         bad = active & ~(pAp > 0)
         breakdown = breakdown | bad
         # NaN/inf (x - x is NaN exactly then) shows in the residual, so it is not taken for indefiniteness
-        rnorm = xp.where(active & ((pAp - pAp) != 0), pAp - pAp, rnorm)
+        nan = pAp - pAp
+        rnorm = xp.where(active & (nan != 0), nan, rnorm)
         active = active & ~bad
-        alpha = xp.where(active, rz / xp.where(active, pAp, 1 + 0 * pAp), 0 * pAp)
+        # frozen columns get step sizes 0 (the scalars are (k,): cheap next to the products)
+        alpha = xp.where(active, rz, 0 * rz) / xp.where(active, pAp, 1 + nan)
         X = X + alpha * P
         R = R - alpha * AP
         Z = apply_m(R)
-        rz_new = xp.real(xp.sum(xp.conj(R) * Z, axis=0))
-        beta = xp.where(active, rz_new / xp.where(active & (rz != 0), rz, 1 + 0 * rz), 0 * rz)
+        rz_new = xp.real(xp.coldot(R, Z))
+        beta = xp.where(active & (rz != 0), rz_new / xp.where(rz != 0, rz, 1 + nan), 0 * rz)
         P = xp.where(active, Z + beta * P, P)
         rz = xp.where(active, rz_new, rz)
         rnorm = xp.where(active, colnorm(xp, R), rnorm)
@@ -130,7 +132,7 @@ def cg(
         R = xp.where(active, B - matmat(X), R)
         Z = apply_m(R)
         P = xp.where(active, Z, P)
-        rz = xp.where(active, xp.real(xp.sum(xp.conj(R) * Z, axis=0)), rz)
+        rz = xp.where(active, xp.real(xp.coldot(R, Z)), rz)
         rnorm = xp.where(active, colnorm(xp, R), rnorm)
         return X, R, P, rz, rnorm, breakdown
 

@@ -159,6 +159,11 @@ class Backend:
     def sum(self, x: Any, axis: int | None = None) -> Any:
         raise NotImplementedError
 
+    def coldot(self, x: Any, y: Any) -> Any:
+        """Column inner products ``sum_i conj(x[i, j]) y[i, j]`` of (n, k) arrays, shape (k,);
+        one fused pass, no temporary (the Krylov loops call it several times per step)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ linear algebra
     def cholesky(self, a: Any) -> Any:
         """Lower Cholesky factor; NotPSDError when ``a`` is not positive definite."""

@@ -150,6 +150,9 @@ class JaxBackend(Backend):
     def sum(self, x, axis=None):
         return jnp.sum(x) if axis is None else jnp.sum(x, axis=axis)
 
+    def coldot(self, x, y):
+        return jnp.vecdot(x, y, axis=0)
+
     # linear algebra
     def cholesky(self, a):
         L = jnp.linalg.cholesky(a)

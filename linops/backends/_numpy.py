@@ -169,6 +169,9 @@ class NumpyBackend(Backend):
     def sum(self, x, axis=None):
         return np.sum(x) if axis is None else np.sum(x, axis=axis)
 
+    def coldot(self, x, y):
+        return np.vecdot(x, y, axis=0)
+
     # linear algebra
     def cholesky(self, a):
         potrf = _lapack(("potrf",), a)[0]  # LAPACK directly: numpy/scipy wrappers cost more than a 4x4 factorisation

@@ -154,6 +154,9 @@ class TorchBackend(Backend):
     def sum(self, x, axis=None):
         return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
 
+    def coldot(self, x, y):
+        return torch.linalg.vecdot(x, y, dim=0)
+
     # linear algebra
     def cholesky(self, a):
         L, info = torch.linalg.cholesky_ex(a)
