@@ -63,29 +63,49 @@ __version__ = "0.1.0"
 # first use of their names too (`operators.LAZY`, `algorithms.LAZY`).
 _FUNCTIONS = frozenset(
     ("solve", "inv", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",
-     "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain", "lstsq", "pinv")
+     "exp", "log", "sqrt", "isqrt", "pow", "apply", "explain", "lstsq", "pinv", "build_preconditioner")
 )
 
 if TYPE_CHECKING:
     from .algorithms import (  # noqa: F401
-        LOBPCG, LSMR, Arnoldi, BiCGStab, NystromPrecond, PivotedCholeskyInfo, PivotedCholeskyPrecond, Preconditioner,
-        RandomizedSVD, SubspaceIteration, XTrace, jacobi, nystrom, pivoted_cholesky,
+        LOBPCG, LSMR, Arnoldi, BiCGStab, FirstOf, JacobiPrecond, NystromPrecond, PivotedCholeskyInfo,
+        PivotedCholeskyPrecond, PreconditionerSpec, RandomizedSVD, SubspaceIteration, XTrace, nystrom,
     )
     from .functions import (  # noqa: F401
         apply, det, diag, eig, eigh, exp, explain, inv, isqrt, log, logdet, lstsq, pinv, pow, slogdet, solve, sqrt,
         svd, trace,
     )
+    from .functions.preconditioning import (  # noqa: F401
+        Preconditioner, build_preconditioner, jacobi, pivoted_cholesky,
+    )
     from .operators import (  # noqa: F401
         BTT, DFT, MLR, RBF, BandedMLR, Butterfly, Circulant, Convolution, Einsum, EinsumSizes, Hartley, Hessian,
         Householder, Jacobian, KernelMatrix, LinearKernel, Matern, Monarch, Periodic, RealPart, Sparse, TensorTrain,
         Toeplitz, btt_project, btt_shapes, circulant_approximation, einsum_counts, einsum_exponents, einsum_points,
-        einsum_rank, einsum_sizes, monarch_project, monarch_shapes, toeplitz_preconditioner, tt_project, tt_shapes,
+        einsum_project, einsum_rank, einsum_sizes, monarch_project, monarch_shapes, toeplitz_preconditioner, tt_project, tt_shapes,
     )
 
 _ALGORITHMS_PUBLIC = frozenset(
     ("Arnoldi", "LOBPCG", "SubspaceIteration", "RandomizedSVD", "XTrace", "BiCGStab", "LSMR", "jacobi",
-     "pivoted_cholesky", "nystrom", "PivotedCholeskyInfo", "Preconditioner", "PivotedCholeskyPrecond", "NystromPrecond")
+     "pivoted_cholesky", "nystrom", "PivotedCholeskyInfo", "Preconditioner", "PivotedCholeskyPrecond", "NystromPrecond",
+     "JacobiPrecond", "FirstOf", "PreconditionerSpec")
 )
+
+
+def _from_preconditioning(name):
+    def load():
+        from .functions import preconditioning
+
+        return getattr(preconditioning, name)
+
+    return load
+
+
+# the preconditioner builders need lo.diag, so they live in linops.functions.preconditioning; the
+# algorithms layer (never importing upward) serves its old names and spec.build(A) through these loaders
+for _name in (*algorithms.UPWARD, "factored_preconditioner"):
+    algorithms.provide(_name, _from_preconditioning(_name))
+del _name
 
 
 def __getattr__(name):

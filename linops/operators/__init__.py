@@ -24,7 +24,7 @@ LAZY = {
     **dict.fromkeys(("TensorTrain", "tt_project", "tt_shapes"), "tensor_train"),
     **dict.fromkeys(("Butterfly", "RealPart"), "butterfly"),
     **dict.fromkeys(("Einsum", "EinsumSizes", "einsum_counts", "einsum_exponents", "einsum_points", "einsum_rank",
-                     "einsum_sizes"), "einsum_family"),
+                     "einsum_sizes", "einsum_project", "check_theta"), "einsum_family"),
     **dict.fromkeys(("MLR", "BandedMLR"), "mlr"),
     **dict.fromkeys(("DFT", "Hartley", "Toeplitz"), "fourier"),
     **dict.fromkeys(("Circulant", "Convolution", "circulant_approximation", "toeplitz_preconditioner"), "convolution"),

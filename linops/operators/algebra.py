@@ -148,7 +148,11 @@ class Adjoint(LinearOperator):
 
     def _rmatmat(self, X):
         conj = self.xp.conj
-        return conj(self.A._matmat(conj(X).T)).T
+        return conj(self.A._matmat_rows(conj(X)))
+
+    def _matmat_rows(self, X):
+        conj = self.xp.conj
+        return conj(self.A._rmatmat(conj(X)))
 
     def to_dense(self):
         return self.xp.conj(self.A.to_dense()).T
@@ -170,7 +174,10 @@ class Transpose(LinearOperator):
         return self.A._rmatmat(X.T).T
 
     def _rmatmat(self, X):
-        return self.A._matmat(X.T).T
+        return self.A._matmat_rows(X)
+
+    def _matmat_rows(self, X):
+        return self.A._rmatmat(X)
 
     def to_dense(self):
         return self.A.to_dense().T

@@ -97,4 +97,6 @@ class Tridiagonal(LinearOperator):
         return Tridiagonal(c(self.upper), c(self.diag), c(self.lower))
 
     def _scale(self, c):
-        return Tridiagonal(c * self.lower, c * self.diag, c * self.upper)
+        lower = c * self.lower
+        upper = lower if self.upper is self.lower else c * self.upper  # a shared array marks symmetry
+        return Tridiagonal(lower, c * self.diag, upper)

@@ -116,6 +116,16 @@ class LinearOperator:
         like = self.xp.zeros((self.shape[1], X.shape[0]), self.dtype, self.device)
         return self.xp.linear_transpose(self._matmat, like, X.T).T
 
+    def _matmat_rows(self, X):
+        """``X @ A^T`` for ``X`` of shape (k, n): ``A`` applied to each row of ``X``; returns (k, m).
+
+        The layout of activations ``(batch, features)``, used by ``x @ A.T`` and the layers
+        of :mod:`linops.nn`. The default runs ``_matmat`` on the transposed view; structured
+        classes whose product is a chain of reshapes and einsums override it to work on the
+        rows directly (no transposed copy of the activations).
+        """
+        return self._matmat(X.T).T
+
     def to_dense(self):
         """The ``m x n`` array. Costs ``n`` products unless the subclass knows better."""
         return self._matmat(self.xp.eye(self.shape[1], self.dtype, self.device))

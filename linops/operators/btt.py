@@ -110,6 +110,16 @@ class BTT(LinearOperator):
         Y = xp.einsum("ciua,iuaj->cij", Z, self.R).reshape(c, n1 * n2)
         return Y[:, : self.d_in]
 
+    def _matmat_rows(self, X):  # X @ W^T for X (c, d_in): the layer layout, no transposed copy
+        xp = self.xp
+        (n1, n2), (m1, m2), r = self.grid
+        c = X.shape[0]
+        if self.d_in < n1 * n2:
+            X = xp.concat([X, xp.zeros((c, n1 * n2 - self.d_in), X.dtype, xp.device_of(X))], 1)
+        Z = xp.einsum("iuaj,cij->ciua", self.R, X.reshape(c, n1, n2))
+        Y = xp.einsum("uoia,ciua->cou", self.L, Z).reshape(c, m1 * m2)
+        return Y[:, : self.d_out]
+
     def to_dense(self):
         return self._matmat(self.xp.eye(self.d_in, self.dtype, self.device))
 

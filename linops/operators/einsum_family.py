@@ -42,6 +42,7 @@ from .dense import Dense
 
 __all__ = [
     "Einsum", "EinsumSizes", "einsum_points", "einsum_sizes", "einsum_exponents", "einsum_rank", "einsum_counts", "check_theta",
+    "einsum_project",
 ]
 
 THETA_NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "phi", "rho")
@@ -380,6 +381,11 @@ class Einsum(LinearOperator):
         Y = self._run(plan, ops, size).reshape(c, s.n_in)
         return Y[:, : self.d_in]
 
+    def _matmat_rows(self, X):
+        """``X @ W^T`` for X (c, d_in): the row product of the transposed Einsum, whose cores are
+        permuted copies of A and B (O(parameters), no copy of the activations)."""
+        return self._transpose()._rmatmat(X)
+
     def to_dense(self):
         return self._matmat(self.xp.eye(self.d_in, self.dtype, self.device))
 
@@ -499,3 +505,45 @@ class Einsum(LinearOperator):
         th = "" if self.theta is None else "θ=(" + ", ".join(f"{t:.3g}" for t in self.theta) + "), "
         return (f"{self._label()[:-1]}; {th}in g,b,a={s.g},{s.b},{s.a} out f,e,d={s.f},{s.e},{s.d} r={s.r}, "
                 f"{self.num_params} parameters, {self.flops(1)} flops/vector)")
+
+
+def einsum_project(M, sizes: EinsumSizes, theta=None):
+    """The Einsum operator with these ``sizes`` nearest ``M`` (d_out, d_in), and the relative error.
+
+    For each pair ``(f, g)`` the entries ``W[(f, e, d), (g, b, a)]`` form the matrix
+    ``T_fg[(d, a), (e, b)] = Σ_r A[f, d, r, g, a] B[f, e, r, g, b]`` of rank at most ``r``, and
+    no parameter is shared between pairs: so the best fit is the rank-``r`` truncated SVD of
+    each rearranged block (Eckart-Young), one batched SVD. Optimal in the Frobenius norm when the
+    sizes factor ``d_in`` and ``d_out`` exactly; with padding it fits the zero-padded ``M``.
+    At the Monarch point this is the Monarch projection, at the low-rank point the truncated SVD,
+    at the Kronecker point Van Loan's nearest Kronecker product. Returns ``(Einsum, error)``.
+    """
+    from ..backends import backend_of
+
+    xp = backend_of(M)
+    if xp is None or getattr(M, "ndim", None) != 2:
+        raise ShapeError(f"einsum_project needs a 2-D array, got {type(M).__name__}")
+    s = sizes
+    d_out, d_in = (int(v) for v in M.shape)
+    if d_in > s.n_in or d_out > s.n_out:
+        raise ShapeError(f"einsum_project: M of shape {(d_out, d_in)} does not fit the grid {(s.n_out, s.n_in)} of {s}")
+    T, dev = M, xp.device_of(M)
+    if d_in < s.n_in:
+        T = xp.concat([T, xp.zeros((d_out, s.n_in - d_in), M.dtype, dev)], 1)
+    if d_out < s.n_out:
+        T = xp.concat([T, xp.zeros((s.n_out - d_out, s.n_in), M.dtype, dev)], 0)
+    T = _permute(xp, T.reshape(s.f, s.e, s.d, s.g, s.b, s.a), "fedgba", "fgdaeb").reshape(s.f * s.g, s.d * s.a, s.e * s.b)
+    U, sv, Vh = xp.svd(T)
+    r = min(s.r, int(sv.shape[-1]))
+    root = xp.astype(xp.sqrt(sv[:, :r]), M.dtype)
+    A = (U[:, :, :r] * root[:, None, :]).reshape(s.f, s.g, s.d, s.a, r)  # [f, g, d, a, r]
+    B = (Vh[:, :r, :] * root[:, :, None]).reshape(s.f, s.g, r, s.e, s.b)  # [f, g, r, e, b]
+    A, B = _permute(xp, A, "fgdar", "fdrga"), _permute(xp, B, "fgreb", "fergb")
+    if r < s.r:  # fewer singular values than the rank: the extra rank slices are zero
+        A = xp.concat([A, xp.zeros((s.f, s.d, s.r - r, s.g, s.a), M.dtype, dev)], 2)
+        B = xp.concat([B, xp.zeros((s.f, s.e, s.r - r, s.g, s.b), M.dtype, dev)], 2)
+    W = Einsum(A, B, d_in, d_out, theta)
+    diff = W.to_dense() - M
+    norm = xp.sqrt(xp.sum(xp.real(xp.conj(M) * M)))
+    err = xp.sqrt(xp.sum(xp.real(xp.conj(diff) * diff))) / xp.where(norm > 0, norm, 1 + 0 * norm)
+    return W, err

@@ -83,7 +83,7 @@ class Kronecker(LinearOperator):
         return Kronecker(*(f.H for f in self.factors))
 
     def _scale(self, c):
-        return Kronecker(self.factors[0]._scale(c), *self.factors[1:])
+        return Kronecker(c * self.factors[0], *self.factors[1:])  # `c * f` keeps f's annotations
 
     def _compose_same(self, other):
         """Mixed product: ``(A ⊗ B)(C ⊗ D) = AC ⊗ BD`` when the factor shapes chain."""
@@ -144,4 +144,4 @@ class KroneckerSum(LinearOperator):
         return KroneckerSum(*(f.H for f in self.factors))
 
     def _scale(self, c):
-        return KroneckerSum(*(f._scale(c) for f in self.factors))
+        return KroneckerSum(*(c * f for f in self.factors))  # `c * f` keeps f's annotations (SelfAdjoint, PSD for c > 0)

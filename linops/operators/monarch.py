@@ -127,6 +127,16 @@ class Monarch(LinearOperator):
         Y = xp.einsum("ckq,kqp->ckp", Y, self.R).reshape(c, k * p)  # R^T
         return Y[:, : self.d_in]
 
+    def _matmat_rows(self, X):  # X @ M^T for X (c, d_in): the layer layout, no transposed copy
+        xp = self.xp
+        (k, q, p), (l_, s, r) = self.blocks
+        c = X.shape[0]
+        if self.d_in < k * p:
+            X = xp.concat([X, xp.zeros((c, k * p - self.d_in), X.dtype, xp.device_of(X))], 1)
+        Y = xp.einsum("kqp,ckp->ckq", self.R, X.reshape(c, k, p))  # R on each row
+        Y = xp.einsum("lsr,crl->csl", self.L, Y.reshape(c, r, l_))  # P1, L and P2 in one contraction
+        return Y.reshape(c, s * l_)[:, : self.d_out]
+
     def to_dense(self):
         return self._matmat(self.xp.eye(self.d_in, self.dtype, self.device))
 
