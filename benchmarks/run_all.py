@@ -1,8 +1,9 @@
 """Run the benchmarks (each script in its own process) and write one results file per group.
 
 Groups: ``core`` (dispatch, import, kronecker, lowrank, poisson) -> ``benchmarks/results/core.md``;
-``algorithms`` (cg, krylov_peers) -> ``benchmarks/results/algorithms.md``. A run writes the file of each
-group it ran topics of, and leaves the other group's file alone.
+``algorithms`` (cg, krylov_peers) -> ``benchmarks/results/algorithms.md``; ``operators`` (structured)
+-> ``benchmarks/results/operators.md``. A run writes the file of each group it ran topics of, and leaves
+the other groups' files alone.
 
 Usage::
 
@@ -34,12 +35,14 @@ SCRIPTS = {  # topic -> (script, time limit in seconds, group)
     "poisson": ("bench_poisson.py", 360, "core"),
     "cg": ("bench_cg.py", 540, "algorithms"),
     "krylov_peers": ("bench_krylov_peers.py", 720, "algorithms"),
+    "structured": ("bench_structured.py", 600, "operators"),
 }
 
 GROUPS = {  # group -> (title of its results file, file name under results/)
     "core": ("linops core benchmarks", "core.md"),
     "algorithms": ("linops iterative-algorithm benchmarks (CG, SLQ, implicit gradients; Krylov and randomised "
                    "methods vs lineax, matfree, scipy)", "algorithms.md"),
+    "operators": ("linops structured-operator products", "operators.md"),
 }
 
 
