@@ -1,4 +1,5 @@
-"""Preconditioners: Jacobi, pivoted Cholesky, Nyström; Auto's choice; preconditioned SLQ and its gradient.
+"""Preconditioners: Jacobi, pivoted Cholesky, Nyström; specs built in the solve; Auto's choice; preconditioned
+SLQ and its gradient; the layering (the algorithms layer holds specs and never imports linops.functions).
 
 Every backend (numpy f64, torch f32/f64, jax f32/f64) against dense numpy references. Tolerances
 are relative and stated where they are set; iteration counts, not times, show the effect.
@@ -201,7 +202,9 @@ def test_auto_picks_a_preconditioner_and_says_so():
     A = lo.PSD(lo.Dense(K)) + lo.ScalarMul(1e-3, n)
     text = lo.explain(lo.solve, A, auto)
     assert "pivoted Cholesky (rank <= 40)" in text and "Woodbury" in text
-    assert "ScaledLowRankUpdate" in text
+    # Auto returns a spec (built in the solve, not by explain); explain shows its repr
+    spec = lo.FirstOf((lo.PivotedCholeskyPrecond(rank=40), lo.JacobiPrecond()))
+    assert repr(spec) in text and auto.select("solve", A)[0].precond == spec
     x, info = lo.solve(A, b, alg=auto, return_info=True)
     _, plain = lo.solve(A, b, alg=lo.Auto(dense_n=50, precond=False), return_info=True)
     np.testing.assert_allclose((K + 1e-3 * np.eye(n)) @ x, b, atol=1e-7)
@@ -218,8 +221,9 @@ def test_auto_picks_a_preconditioner_and_says_so():
     assert "no preconditioner" in lo.explain(lo.solve, B, auto)
     assert "dense Cholesky" in lo.explain(lo.solve, A)  # default dense_n: dense, no preconditioner
     Z = np.eye(n)
-    Z[3, 3] = 0.0  # a zero diagonal entry: Jacobi does not apply, Auto says so instead of failing
-    assert "Jacobi does not apply: SingularMatrixError" in lo.explain(lo.solve, lo.PSD(lo.Dense(Z)), auto)
+    Z[3, 3] = 0.0  # a zero diagonal entry: Jacobi does not apply, and the FirstOf Auto picks gives none
+    assert repr(lo.FirstOf((lo.JacobiPrecond(),))) in lo.explain(lo.solve, lo.PSD(lo.Dense(Z)), auto)
+    assert lo.build_preconditioner(auto.select("solve", lo.PSD(lo.Dense(Z)))[0].precond, lo.PSD(lo.Dense(Z))) is None
     with pytest.raises(ValueError, match="precond_rank"):
         lo.Auto(precond_rank=-1)
 
@@ -404,3 +408,193 @@ def test_preconditioned_gradient_without_a_diagonal_term():
     (ge,) = torch.autograd.grad(exact, t2)
     assert abs(float(v.detach()) - float(exact.detach())) <= 4 * float(info.stderr) + 1e-9 * abs(float(exact.detach()))
     assert (np.abs((g - ge).numpy()) / np.abs(ge.numpy())).max() <= 2e-2
+
+
+# ------------------------------------------------------------ specs built in the solve
+@real_cfg
+def test_spec_is_built_in_the_solve_with_the_same_numbers(cfg):
+    """``CG(precond=spec)`` builds ``lo.build_preconditioner(spec, A)`` inside the solve: the same iterates as
+    passing that operator (bit for bit eagerly; under jax.jit to rounding)."""
+    n, noise = 80, 1e-2
+    K = kernel(n, 0.5)
+    A = lo.PSD(lo.Dense(cfg.arr(K))) + lo.ScalarMul(cfg.arr(noise), n)
+    b = cfg.arr(np.random.default_rng(12).standard_normal(n))
+    ref = np.linalg.solve(K + noise * np.eye(n), to_np(b).astype(np.float64))
+    tol = 1e-4 if cfg.single else 1e-10
+    specs = [lo.FirstOf((lo.PivotedCholeskyPrecond(rank=20), lo.JacobiPrecond()))]
+    if cfg.backend != "jax":  # JAX compiles each case: keep its share of the run time small
+        specs += [lo.PivotedCholeskyPrecond(rank=20), lo.JacobiPrecond(), lo.NystromPrecond(rank=20, seed=1)]
+    for spec in specs:
+        M = lo.build_preconditioner(spec, A)
+        x1, i1 = call(cfg, lambda A, b, s=spec: lo.solve(A, b, alg=lo.CG(tol=tol, precond=s), return_info=True), A, b)
+        x2, i2 = call(cfg, lambda A, M, b: lo.solve(A, b, alg=lo.CG(tol=tol, precond=M), return_info=True), A, M, b)
+        assert bool(to_np(i1.converged).all()), spec
+        if cfg.backend == "jax":
+            # XLA fuses M's products with the build when both are in one graph: rounding differs, CG may stop
+            # one step apart; both meet tol, so they differ by about tol * cond(A) (cond = 3.5e3) at most
+            assert abs(int(i1.iterations) - int(i2.iterations)) <= 1, spec
+            assert rel(x1, to_np(x2).astype(np.float64)) <= (1e-3 if cfg.single else 1e-6), spec
+        else:
+            assert int(i1.iterations) == int(i2.iterations) and np.array_equal(to_np(x1), to_np(x2)), spec
+        assert rel(x1, ref) <= (1e-2 if cfg.single else 1e-7), spec  # float32: eps * cond(A) floor
+    # the factored form (spec.build, kept for old code) gives the same operator as build_preconditioner
+    P, E = lo.PivotedCholeskyPrecond(rank=20).build(A), cfg.arr(np.eye(n))
+    assert np.array_equal(to_np(P.inverse() @ E), to_np(lo.build_preconditioner(lo.PivotedCholeskyPrecond(rank=20), A) @ E))
+
+
+def test_auto_gives_the_numbers_of_the_spec_it_shows():
+    """Auto's solve is CG with the spec explain shows, and that spec's operator is the one Auto built before
+    the specs existed (pivoted Cholesky P^{-1}, Jacobi when the diagonal terms are not positive)."""
+    n = 120
+    K = kernel(n, 0.5)
+    b = np.random.default_rng(13).standard_normal(n)
+    auto = lo.Auto(dense_n=50, precond_rank=40)
+    for A, old in (
+        (lo.PSD(lo.Dense(K)) + lo.ScalarMul(1e-3, n), lambda A: lo.PivotedCholeskyPrecond(rank=40).build(A).inverse()),
+        (lo.PSD(lo.Dense(K + 0.5 * np.eye(n)) + lo.ScalarMul(-1e-3, n)), lo.jacobi),  # noise < 0: Jacobi
+    ):
+        alg, _ = auto.select("solve", A)
+        assert isinstance(alg, lo.CG) and repr(alg.precond) in lo.explain(lo.solve, A, auto)
+        x, info = lo.solve(A, b, alg=auto, return_info=True)
+        x_old, info_old = lo.solve(A, b, alg=lo.CG(tol=auto.krylov_tol, precond=old(A)), return_info=True)
+        assert np.array_equal(x, x_old) and int(info.iterations) == int(info_old.iterations)
+        np.testing.assert_allclose(A.to_dense() @ x, b, atol=1e-7)
+
+
+def test_spec_under_jax_jit_vmap_and_grad():
+    """The build runs traced inside ``lax.custom_linear_solve`` (vmapped over the noise), and the implicit
+    gradient matches dense autodiff (the adjoint solve builds the preconditioner again)."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 60
+    K, b = jnp.asarray(kernel(n, 0.5)), jnp.asarray(np.random.default_rng(14).standard_normal(n))
+    w = jnp.asarray(np.random.default_rng(15).standard_normal(n))
+    spec = lo.FirstOf((lo.PivotedCholeskyPrecond(rank=20), lo.JacobiPrecond()))
+
+    def solve(s, K):
+        return lo.solve(lo.PSD(lo.Dense(K)) + lo.ScalarMul(s, n), b, alg=lo.CG(tol=1e-11, precond=spec))
+
+    noises = np.array([1e-3, 1e-2, 1e-1])
+    X = jax.jit(jax.vmap(solve, in_axes=(0, None)))(jnp.asarray(noises), K)
+    for s, x in zip(noises, np.asarray(X), strict=True):
+        assert rel(x, np.linalg.solve(np.asarray(K) + s * np.eye(n), np.asarray(b))) <= 1e-8
+    g = jax.jit(jax.grad(lambda s, K: solve(s, K) @ w, argnums=(0, 1)))(1e-2, K)
+    ge = jax.grad(lambda s, K: jnp.linalg.solve(K + s * jnp.eye(n), b) @ w, argnums=(0, 1))(1e-2, K)
+    for a, e in zip(g, ge, strict=True):
+        assert rel(a, np.asarray(e)) <= 1e-7
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_spec_gradient_on_torch_matches_dense_autodiff(dtype):
+    import torch
+
+    n, dt = 60, getattr(torch, dtype)
+    K = torch.tensor(kernel(n, 0.5), dtype=dt, requires_grad=True)
+    s = torch.tensor(1e-1, dtype=dt, requires_grad=True)  # float32: cond(A) ~ 1e2 keeps CG at its tolerance
+    b = torch.tensor(np.random.default_rng(16).standard_normal(n), dtype=dt, requires_grad=True)
+    w = torch.tensor(np.random.default_rng(17).standard_normal(n), dtype=dt)
+    alg = lo.CG(tol=1e-5 if dtype == "float32" else 1e-11, precond=lo.PivotedCholeskyPrecond(rank=20))
+    g = torch.autograd.grad(lo.solve(lo.PSD(lo.Dense(K)) + lo.ScalarMul(s, n), b, alg=alg) @ w, (K, s, b))
+    K64, s64, b64 = (t.detach().double().requires_grad_() for t in (K, s, b))
+    x64 = torch.linalg.solve(K64 + s64 * torch.eye(n, dtype=torch.float64), b64)
+    ge = torch.autograd.grad(x64 @ w.double(), (K64, s64, b64))
+    for a, e in zip(g, ge, strict=True):  # float32: the solves' tolerance times cond(A) ~ 1e2
+        assert rel(a, e.numpy()) <= (2e-3 if dtype == "float32" else 1e-8)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_jacobi_spec_for_gmres_and_the_adjoint_solve(backend):
+    """A spec works for every iterative solver; the adjoint solve (``b @ inv(A)``) builds it from A and
+    applies its adjoint, as for an operator passed ready-made."""
+    cfg = next(c for c in REAL if c.backend == backend and c.dtype == "float64")
+    n, rng = 80, np.random.default_rng(18)
+    N = np.diag(10.0 ** rng.uniform(-1, 2, n)) + rng.standard_normal((n, n)) / np.sqrt(n)  # badly scaled rows
+    B, A = rng.standard_normal((n, 2)), lo.Dense(cfg.arr(N))
+    Ainv = lo.inv(A, alg=lo.GMRES(tol=1e-10, precond=lo.JacobiPrecond()))
+    assert rel(Ainv @ cfg.arr(B), np.linalg.solve(N, B)) <= 1e-8  # (plain GMRES stalls at its 800 iterations)
+    Y = cfg.arr(B.T) @ Ainv  # B^T A^{-1}: the adjoint solve with diag(A)^{-H}
+    assert rel(Y, B.T @ np.linalg.inv(N)) <= 1e-8
+    ref = lo.inv(A, alg=lo.GMRES(tol=1e-10, precond=lo.jacobi(A)))
+    assert np.array_equal(to_np(Y), to_np(cfg.arr(B.T) @ ref))
+
+
+def test_first_of_falls_back_and_bad_specs():
+    n = 60
+    K = kernel(n, 0.5)
+    neg = lo.PSD(lo.Dense(K + 0.5 * np.eye(n)) + lo.ScalarMul(-1e-3, n))  # PSD, but its diagonal terms are not
+    with pytest.raises(lo.NotPSDError, match="must be positive"):
+        lo.build_preconditioner(lo.PivotedCholeskyPrecond(rank=10), neg)
+    M = lo.build_preconditioner(lo.FirstOf((lo.PivotedCholeskyPrecond(rank=10), lo.JacobiPrecond())), neg)
+    assert isinstance(M, lo.Diagonal) and rel(M.d, 1 / (np.diag(K) + 0.5 - 1e-3)) <= 1e-14
+    Z = lo.PSD(lo.Dense(np.diag([1.0, 0.0, 2.0])))
+    with pytest.raises(lo.SingularMatrixError, match="diagonal entry 1"):
+        lo.build_preconditioner(lo.JacobiPrecond(), Z)
+    assert lo.build_preconditioner(lo.FirstOf((lo.JacobiPrecond(),)), Z) is None  # none applies: plain CG
+    with pytest.raises(lo.NonFiniteError):  # NaN is an error, not "does not apply"
+        lo.build_preconditioner(lo.FirstOf((lo.JacobiPrecond(),)), lo.Dense(np.diag([1.0, np.nan])))
+    with pytest.raises(lo.NotSquareError):
+        lo.build_preconditioner(lo.JacobiPrecond(), lo.Dense(np.ones((2, 3))))
+    for bad in ((), ("jacobi",), lo.JacobiPrecond()):
+        pytest.raises(TypeError, lo.FirstOf, bad).match("specs must be")
+    with pytest.raises(TypeError, match="precond must be"):
+        lo.solve(lo.PSD(lo.Dense(np.eye(3))), np.ones(3), alg=lo.CG(precond="jacobi"))
+    # specs are hashable configurations; a built Preconditioner stands for its inverse; None and operators pass
+    assert len({lo.PivotedCholeskyPrecond(rank=10), lo.PivotedCholeskyPrecond(rank=10), lo.NystromPrecond()}) == 2
+    P = lo.PivotedCholeskyPrecond(rank=10).build(neg + lo.ScalarMul(1.0, n))
+    assert lo.build_preconditioner(P, neg).V is P.inverse().V
+    assert lo.build_preconditioner(None, neg) is None and lo.build_preconditioner(M, neg) is M
+
+
+def test_slq_with_jacobi_and_first_of():
+    D2, th = gp_problem(80)
+    n = D2.shape[0]
+    K = np.exp(-D2 / (2 * np.exp(2 * th[0])))
+    d = np.linspace(0.05, 0.5, n)
+    A, M = lo.PSD(lo.Dense(K)) + lo.Diagonal(d), K + np.diag(d)
+    exact = np.linalg.slogdet(M)[1]
+    v, info = lo.logdet(A, alg=lo.SLQ(num_probes=10, precond=lo.JacobiPrecond()), return_info=True)
+    # P = diag(A), F = P^{1/2}: the exact standard deviation of the probes' mean on log(F^-1 A F^-H)
+    s = 1 / np.sqrt(np.diag(M))
+    sd = np.sqrt(2 * (np.log(np.linalg.eigvalsh(s[:, None] * M * s[None, :])) ** 2).sum() / 10)
+    assert abs(v - exact) <= 4 * sd + 1e-10 * abs(exact) and sd / 4 <= info.stderr <= 4 * sd
+    # FirstOf: the same numbers as the spec that applies; the identity (plain SLQ's value) when none does
+    pc = lo.PivotedCholeskyPrecond(rank=30)
+    assert lo.logdet(A, alg=lo.SLQ(num_probes=6, precond=lo.FirstOf((pc,)))) == lo.logdet(A, alg=lo.SLQ(num_probes=6, precond=pc))
+    neg = lo.PSD(lo.Dense(K + 0.5 * np.eye(n)) + lo.ScalarMul(-1e-3, n))
+    none = lo.logdet(neg, alg=lo.SLQ(num_probes=6, precond=lo.FirstOf((pc,))))
+    assert none == pytest.approx(lo.logdet(neg, alg=lo.SLQ(num_probes=6)), rel=1e-13)
+
+
+# ------------------------------------------------------------------------- layering
+def test_the_algorithms_layer_never_imports_functions():
+    """No import of linops.functions in linops/algorithms, not even inside a function or by name; Auto's choice,
+    the specs and the array algorithms run without it loaded; the old names still import from algorithms."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    upward = re.compile(r"^\s*(from\s+(\.\.functions|linops)\b|from\s+\.\.\s+import\s.*\bfunctions\b|import\s+linops\b)"
+                        r"|import_module\(|__import__\(", re.M)
+    found = [(p.name, m.group(0)) for p in (pathlib.Path(lo.__file__).parent / "algorithms").glob("*.py")
+             for m in upward.finditer(p.read_text())]
+    assert not found, found
+    code = (
+        "import sys, numpy as np, linops as lo\nfrom linops.algorithms import lowrank_approx\n"
+        "K = np.exp(-np.subtract.outer(np.arange(60.0), np.arange(60.0)) ** 2 / 50)\n"
+        "alg, why = lo.Auto(dense_n=10).select('solve', lo.PSD(lo.Dense(K)) + lo.ScalarMul(1e-3, 60))\n"
+        "L, info = lowrank_approx.factor(lo.Dense(K), np.diag(K).copy(), 5, 0.0)\n"
+        "assert L.shape == (60, 5) and info.rank == 5\n"
+        "assert 'linops.functions' not in sys.modules and 'plum' not in sys.modules, 'loaded the functions layer'\n"
+        "print(repr(alg.precond))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == repr(lo.FirstOf((lo.PivotedCholeskyPrecond(rank=60), lo.JacobiPrecond())))
+    import linops.algorithms as la
+    from linops.algorithms import Preconditioner, jacobi, pivoted_cholesky
+
+    assert (jacobi, pivoted_cholesky, Preconditioner) == (lo.jacobi, lo.pivoted_cholesky, lo.Preconditioner)
+    assert {"jacobi", "pivoted_cholesky", "Preconditioner", "JacobiPrecond", "FirstOf"} <= set(dir(la)) & set(la.__all__)
+    assert {"build_preconditioner", "JacobiPrecond", "FirstOf", "PreconditionerSpec"} <= set(lo.__all__)

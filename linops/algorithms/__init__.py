@@ -1,8 +1,13 @@
 """Algorithms: small frozen configuration objects passed as ``alg=``, and ``Auto``'s decision list.
 
-Everything loads with ``import linops`` except the preconditioners and low-rank approximations,
-which build operators: they load on first use of one of their names (PEP 562).
+Everything loads with the package except the preconditioner specs and low-rank
+approximations, which load on first use of one of their names (PEP 562). ``Preconditioner``,
+``jacobi`` and ``pivoted_cholesky`` are defined a layer up (``linops.functions.preconditioning``:
+they need ``lo.diag``) and stay importable from here for old code: this package never imports
+that layer, the package root registers a loader for each with :func:`provide`.
 """
+
+from typing import Any, Callable
 
 from .._lazy import lazy_attributes
 
@@ -31,12 +36,46 @@ from .xtrace import XTrace, xtrace
 #: public name -> the module (in this package) that defines it, imported on first access;
 #: these two build operators, so they would load every core operator module
 LAZY = {
-    **dict.fromkeys(("PivotedCholeskyInfo", "nystrom", "pivoted_cholesky"), "lowrank_approx"),
-    **dict.fromkeys(("NystromPrecond", "PivotedCholeskyPrecond", "Preconditioner", "jacobi"), "preconditioners"),
+    **dict.fromkeys(("PivotedCholeskyInfo", "nystrom"), "lowrank_approx"),
+    **dict.fromkeys(("NystromPrecond", "PivotedCholeskyPrecond", "JacobiPrecond", "FirstOf", "PreconditionerSpec"),
+                    "preconditioners"),
 }
 
+#: names defined in a layer above -> loader, registered by the package root (``linops/__init__.py``)
+_UPPER: dict[str, Callable[[], Any]] = {}
 
-__getattr__, __dir__ = lazy_attributes(__name__, globals(), LAZY)
+
+def provide(name: str, loader: Callable[[], Any]) -> None:
+    """Register ``loader() -> object`` for ``name``, an object a layer above defines (the package root
+    registers ``linops.functions.preconditioning``'s builders): inversion, not an upward import."""
+    _UPPER[name] = loader
+
+
+def provided(name: str):
+    """The object registered for ``name`` by :func:`provide`, loaded on first use."""
+    try:
+        loader = _UPPER[name]
+    except KeyError:
+        raise LookupError(f"linops.algorithms: {name!r} is defined in linops.functions and no loader is registered "
+                          "for it; the package root linops/__init__.py registers it") from None
+    return loader()
+
+
+#: the old public names that now live a layer up, still served here
+UPWARD = ("Preconditioner", "jacobi", "pivoted_cholesky")
+
+_lazy_getattr, _lazy_dir = lazy_attributes(__name__, globals(), LAZY)
+
+
+def __getattr__(name):
+    if name in UPWARD:
+        value = globals()[name] = provided(name)
+        return value
+    return _lazy_getattr(name)
+
+
+def __dir__():
+    return sorted(set(_lazy_dir()) | set(UPWARD))
 
 
 __all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "cg", "SolveInfo",
@@ -44,4 +83,4 @@ __all__ = ["Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact",
            "MINRES", "minres", "GMRES", "gmres", "HutchPlusPlus", "hutch_pp", "DiagonalEstimator", "diag_bks",
            "DiagPlusPlus", "diag_pp", "StochasticTrace", "StochasticDiag", "Arnoldi", "arnoldi", "BiCGStab", "bicgstab",
            "LOBPCG", "lobpcg", "LSMR", "lsmr", "RandomizedSVD", "randomized_svd", "SubspaceIteration",
-           "subspace_iteration", "XTrace", "xtrace", *LAZY]
+           "subspace_iteration", "XTrace", "xtrace", *LAZY, *UPWARD]

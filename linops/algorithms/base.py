@@ -142,12 +142,16 @@ class Auto(Algorithm):
          kernel plus noise) and whose other terms X have a cheap diagonal: ``P = L L^H + D``
          with L the pivoted Cholesky factor of X of rank ``min(precond_rank, n)``, applied by
          Woodbury (``lo.PivotedCholeskyPrecond``); ``precond_rank=0`` skips this;
-      2. a cheap diagonal (a structure rule gives it, or a Dense matrix): Jacobi, ``lo.jacobi``;
+      2. a cheap diagonal (a structure rule gives it, or a Dense matrix): Jacobi, ``lo.JacobiPrecond``;
       3. otherwise none.
 
-      The preconditioner is built when Auto selects (rank-r pivoted Cholesky: r columns of X
-      and O(n r^2) work; so ``lo.explain`` builds it too) and its choice is in the reason
-      ``lo.explain`` prints. ``precond=False``: plain CG.
+      Auto decides from the operator's types and returns a *spec*, never arrays:
+      ``CG(precond=FirstOf((PivotedCholeskyPrecond(rank=r), JacobiPrecond())))`` for 1 (Jacobi
+      when D turns out not positive), ``CG(precond=FirstOf((JacobiPrecond(),)))`` for 2 (none when
+      a diagonal entry is zero, or negative), ``CG()`` for 3. The solve builds it from A (rank-r
+      pivoted Cholesky: r columns of X and O(n r^2) work), once per solve and once more for a
+      gradient's adjoint solve; ``lo.explain`` shows the spec and builds nothing.
+      ``precond=False``: plain CG.
 
     logdet/det stay dense at every size under Auto: a stochastic estimate is a choice the
     caller makes explicitly (``alg=lo.SLQ(...)``), since it changes the answer's accuracy.
@@ -177,10 +181,10 @@ class Auto(Algorithm):
                 why = f"annotated PSD and {big}: conjugate gradients"
                 if not self.precond:
                     return CG(tol=self.krylov_tol), why + " (precond=False: no preconditioner)"
-                from .preconditioners import auto_preconditioner
+                from .preconditioners import auto_spec
 
-                M, how = auto_preconditioner(A, self.precond_rank)
-                return CG(tol=self.krylov_tol, precond=M), why + how
+                spec, how = auto_spec(A, self.precond_rank)
+                return CG(tol=self.krylov_tol, precond=spec), why + how
             if "SelfAdjoint" in tags:
                 from .minres import MINRES
 

@@ -1,16 +1,19 @@
 """Low-rank approximations of a PSD operator: partial pivoted Cholesky and randomized Nyström.
 
-* :func:`pivoted_cholesky`: ``A ≈ L L^H`` with ``L`` (n, r), greedy on the largest remaining
-  diagonal entry (Harbrecht, Peters, Schneider 2012; the preconditioner of GPyTorch). It reads
-  the diagonal and r columns of ``A``, nothing else: O(r) column reads + O(n r^2) work. The
-  trace error ``tr(A - L L^H)`` (the sum of the remaining diagonal) is known at every step.
+* :func:`factor`: ``A ≈ L L^H`` with ``L`` (n, r), greedy on the largest remaining diagonal
+  entry (Harbrecht, Peters, Schneider 2012; the preconditioner of GPyTorch), *given* the
+  diagonal: it reads r columns of ``A`` (a Dense matrix's own, else one product each), nothing
+  else: O(n r^2) work. The trace error ``tr(A - L L^H)`` (the sum of the remaining diagonal) is
+  known at every step. The public :func:`linops.pivoted_cholesky` (in
+  :mod:`linops.functions.preconditioning`) takes the diagonal from ``lo.diag``'s structure rules.
 * :func:`nystrom`: ``A ≈ U diag(λ) U^H`` from ``A Ω`` for a random orthonormal ``Ω`` (n, r),
   the numerically stable shifted form of Tropp, Yurtsever, Udell, Cevher (2017), Alg. 3:
   r products with A + O(n r^2) work.
 
 Both run on numpy, torch and jax; pivoted Cholesky under ``jax.jit`` runs all r steps in a
 ``lax.fori_loop`` and zeroes the columns past its stopping point (fixed shapes); eagerly it
-stops there and returns fewer columns.
+stops there and returns fewer columns. Nothing here calls a dispatched function
+(``linops.functions`` is a layer above).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from ..errors import NonFiniteError, NotPSDError
 
-__all__ = ["PivotedCholeskyInfo", "pivoted_cholesky", "nystrom", "nystrom_factors", "check_rank"]
+__all__ = ["PivotedCholeskyInfo", "factor", "nystrom", "nystrom_factors", "check_rank", "check_tol"]
 
 
 @dataclass(frozen=True)
@@ -66,40 +69,23 @@ def _column_reader(A):
     return column
 
 
-def _diagonal(A):
-    from ..functions.diagonals import diag  # the structure rules give it cheaply where they can
-
-    return A.xp.real(diag(A))
-
-
-def pivoted_cholesky(A, rank: int, tol: float = 1e-10, return_info: bool = False):
-    """``L`` (n, r') with ``A ≈ L L^H`` for a PSD operator ``A``, r' <= ``rank``.
-
-    Greedy: each step takes the largest remaining diagonal entry ``i`` of ``A - L L^H`` as pivot
-    and appends the scaled column ``(A - L L^H)[:, i] / sqrt(d_i)``. It stops early when the trace
-    error ``tr(A - L L^H)`` falls to ``tol * tr(A)`` (relative) or the largest remaining entry to
-    ``n eps max(diag A)`` (the rest is rounding). At ``rank`` = rank(A) the factor reproduces a PSD
-    ``A`` up to rounding. Cost: the diagonal, r' columns of A, O(n r'^2).
-
-    ``return_info=True`` returns ``(L, PivotedCholeskyInfo)`` (pivots, trace errors). Raises
-    NotPSDError for a negative diagonal entry, NonFiniteError for NaN/inf on it.
-    """
-    n = A.shape[0]
-    if A.shape[0] != A.shape[1]:
-        from ..errors import NotSquareError
-
-        raise NotSquareError(f"pivoted_cholesky needs a square PSD operator, got {A._label()}")
-    r = check_rank(rank, n, "pivoted_cholesky")
+def check_tol(tol, who: str) -> float:
     if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"pivoted_cholesky: tol must be a number >= 0, got {tol!r}")
-    L, info = factor(A, r, tol)
-    return (L, info) if return_info else L
+        raise ValueError(f"{who}: tol must be a number >= 0, got {tol!r}")
+    return tol
 
 
-def factor(X, r: int, tol: float):
-    """``(L, PivotedCholeskyInfo)`` of PSD ``X`` at rank ``r`` (validated by the caller)."""
+def factor(X, d, r: int, tol: float):
+    """``(L, PivotedCholeskyInfo)`` of PSD ``X`` at rank ``r`` given its real diagonal ``d`` (n,).
+
+    Each step takes the largest remaining diagonal entry ``i`` of ``X - L L^H`` as pivot and
+    appends the scaled column ``(X - L L^H)[:, i] / sqrt(d_i)``. It stops early when the trace
+    error ``tr(X - L L^H)`` falls to ``tol * tr(X)`` (relative) or the largest remaining entry to
+    ``n eps max(diag X)`` (the rest is rounding). ``r`` and ``tol`` are validated by the caller
+    (:func:`check_rank`, :func:`check_tol`). Raises NotPSDError for a negative entry of ``d``,
+    NonFiniteError for NaN/inf. Cost: r columns of X, O(n r^2).
+    """
     xp, n = X.xp, X.shape[0]
-    d = _diagonal(X)
     _check_diagonal(xp, d, X._label())
     if xp.name == "jax" and xp.is_concrete(d):  # eager JAX: one compiled loop, cached per shape
         L, (piv, valid, _, hist, trace) = _jax_jitted()(X, d, r, tol)

@@ -19,6 +19,7 @@ from . import fourier  # noqa: F401,E402  (registers the Circulant/Convolution/T
 from . import kernels_sparse  # noqa: F401,E402  (registers the kernel-matrix and sparse rules)
 from . import einsum_rules  # noqa: F401,E402  (registers the Einsum-family and MLR rules)
 from . import tensor_rules  # noqa: F401,E402  (registers the TensorTrain/Butterfly rules)
+from .preconditioning import Preconditioner, build_preconditioner, jacobi, pivoted_cholesky  # noqa: E402,F401
 
 __all__ = [
     "inv", "solve", "logdet", "slogdet", "det", "trace", "diag", "eigh", "eig", "svd",

@@ -52,10 +52,16 @@ def _kernel(A: LinearOperator, alg: Algorithm, side: str = ""):
     """``B -> (X, info)`` running ``alg`` on ``A`` with no gradient handling.
 
     ``side`` is "", "H" or "T" when ``A`` is the original operator, its adjoint or its
-    transpose: the preconditioner is transformed the same way.
+    transpose: the preconditioner is transformed the same way. A preconditioner *spec*
+    (``CG(precond=lo.PivotedCholeskyPrecond(...))``, or the one ``Auto`` picks) is built here, from
+    the original operator, on every call (:func:`.preconditioning.build_preconditioner`).
     """
     max_iters = alg.max_iters if alg.max_iters is not None else 10 * A.shape[0]
     M = alg.precond
+    if M is not None and not isinstance(M, LinearOperator):  # a spec: build it from the original operator
+        from .preconditioning import build_preconditioner
+
+        M = build_preconditioner(M, A.H if side == "H" else A.T if side == "T" else A)
     if M is not None and side:
         M = M.H if side == "H" else M.T
     xp = A.xp

@@ -5,7 +5,8 @@ backpropagated through Lanczos: ``d log det A = tr(A^{-1} dA)`` is estimated wit
 probes, ``(1/p) Σ_j (A^{-1} z_j)^H dA z_j``, the solves by CG to ``alg.grad_tol``; torch gets
 it through a ``torch.autograd.Function``, jax through ``jax.custom_vjp``.
 
-With ``alg.precond`` (a preconditioner P = F F^H ≈ A, :mod:`linops.algorithms.preconditioners`):
+With ``alg.precond`` (a preconditioner P = F F^H ≈ A, a spec of :mod:`linops.algorithms.preconditioners`
+built by :mod:`.preconditioning`, or a built ``lo.Preconditioner``):
 
 * value: ``log det A = log det P + tr log(F^{-1} A F^{-H})``, the first term exact (determinant
   lemma), the second by SLQ with Rademacher probes on an operator close to I (small variance,
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 from ..algorithms import CG
 from ..algorithms.info import EstimateInfo, report
+from ..algorithms.preconditioners import PreconditionerSpec
 from ..errors import ShapeError
 from ..operators import LinearOperator
 from ..operators.base import array_leaves
 from .iterative import _kernel
+from .preconditioning import differentiable_preconditioner, factored_preconditioner
 
 __all__ = ["slq_logdet"]
 
@@ -136,7 +139,7 @@ def _torch_slq_function():
 def _build(alg, A):
     """The preconditioner for ``A``: built by the spec, or the Preconditioner given (size checked)."""
     p = alg.precond
-    pc = p.build(A) if hasattr(p, "build") else p
+    pc = factored_preconditioner(p, A) if isinstance(p, PreconditionerSpec) else p
     if pc.n != A.shape[0] or pc.xp is not A.xp:
         raise ShapeError(
             f"SLQ: the preconditioner is {pc.n} x {pc.n} on {pc.xp.name}, the operator {A._label()}: build it from "
@@ -171,9 +174,9 @@ def _surrogate(op, pc, U, W, alg):
     """A scalar function of ``op`` whose gradient at the build point is the estimate of ``d log det A``."""
     xp, p = op.xp, alg.num_probes
     out = xp.real(xp.sum(xp.conj(U) * op._matmat(W))) / p
-    spec = alg.precond
-    if hasattr(spec, "differentiable"):  # P was built here, from this operator: the control variate applies
-        apply_p, logdet_p = spec.differentiable(op, pc)
+    rebuilt = differentiable_preconditioner(alg.precond, op, pc)
+    if rebuilt is not None:  # P was built here from a pivoted-Cholesky spec: the control variate applies
+        apply_p, logdet_p = rebuilt
         out = out + logdet_p - xp.real(xp.sum(xp.conj(W) * apply_p(W))) / p
     return out
 
