@@ -17,6 +17,9 @@ from .structures import BTT, TT, Core, Dense, Einsum, Kronecker, LowRank, Monarc
 
 LAZY = {
     **dict.fromkeys(("StructuredLinear", "param_groups", "normalize_cores_", "dense_equivalent"), "layers_torch"),
+    "MLR": "structures_mlr",
+    "MultiheadAttention": "attention",
+    **dict.fromkeys(("structurize", "LayerReport", "format_report"), "convert"),
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, globals(), LAZY)

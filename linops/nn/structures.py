@@ -389,7 +389,7 @@ _NAMED = {"dense": Dense, "low_rank": LowRank, "lowrank": LowRank, "kronecker": 
 
 def as_structure(s) -> Structure:
     """A :class:`Structure` from itself or a name (``"dense"``, ``"low_rank"``, ``"kronecker"``,
-    ``"monarch"``, ``"btt"``, ``"tt"``, or an Einsum point name such as ``"einsum:monarch"``)."""
+    ``"monarch"``, ``"btt"``, ``"tt"``, ``"mlr"``, or an Einsum point name such as ``"einsum:monarch"``)."""
     if isinstance(s, Structure):
         return s
     if isinstance(s, str):
@@ -401,8 +401,12 @@ def as_structure(s) -> Structure:
             if key[7:] not in pts:
                 raise ValueError(f"unknown Einsum point {key[7:]!r}; named points: {sorted(pts)}")
             return Einsum(pts[key[7:]])
+        if key == "mlr":  # its module builds on this one
+            from .structures_mlr import MLR
+
+            return MLR()
         if key in _NAMED:
             return _NAMED[key]()
-        raise ValueError(f"unknown structure {s!r}; use one of {sorted(_NAMED)} or 'einsum:<point>', "
+        raise ValueError(f"unknown structure {s!r}; use one of {sorted([*_NAMED, 'mlr'])} or 'einsum:<point>', "
                          "or a structure object such as linops.nn.BTT(rank=2)")
     raise TypeError(f"structure must be a linops.nn structure or its name, got {type(s).__name__}")
