@@ -345,3 +345,32 @@ def test_nnx_multipliers_follow_the_torch_rule():
     for c in layer.core_specs:
         assert m[c.name] == pytest.approx(lnn.lr_multiplier(c, layer.core_specs, 64, 16))
     assert m["bias"] == 1.0
+
+
+# ----------------------------------------------------------------------------------- CUDA
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("name", list(STRUCTURES))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_forward_and_gradients_match_the_cpu_float64_reference(name, dtype):
+    S = STRUCTURES[name]
+    torch.manual_seed(0)
+    cpu = lnn.StructuredLinear(64, 48, S, dtype=torch.float64)
+    with torch.no_grad():
+        cpu.bias.normal_()
+    gpu = lnn.StructuredLinear(64, 48, S, device="cuda", dtype=getattr(torch, dtype))
+    gpu.load_state_dict({k: v.to(getattr(torch, dtype)) for k, v in cpu.state_dict().items()})
+    x = torch.randn(32, 64, dtype=torch.float64)
+    xg = x.to("cuda", getattr(torch, dtype)).requires_grad_(True)
+    xc = x.clone().requires_grad_(True)
+    yc, yg = cpu(xc), gpu(xg)
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    rel = float((yg.double().cpu() - yc).norm() / yc.norm())
+    assert rel < tol, rel
+    yc.sum().backward()
+    yg.float().sum().backward()
+    for a, b in zip([xc, *cpu.parameters()], [xg, *gpu.parameters()], strict=True):
+        rel = float((b.grad.double().cpu() - a.grad).norm() / a.grad.norm())
+        assert rel < tol, rel
