@@ -96,6 +96,17 @@ def _kernel(A: LinearOperator, alg: Algorithm, side: str = ""):
     return in_working_precision
 
 
+def _built(alg: Algorithm, A: LinearOperator, side: str) -> Algorithm:
+    """``alg`` with its preconditioner spec, if any, built from the original operator (``A`` is
+    that operator's adjoint or transpose when ``side`` says so): what ``_kernel`` would build."""
+    M = getattr(alg, "precond", None)
+    if M is None or isinstance(M, LinearOperator):
+        return alg
+    from .preconditioning import build_preconditioner
+
+    return dataclasses.replace(alg, precond=build_preconditioner(M, A.H if side == "H" else A.T if side == "T" else A))
+
+
 def _working_precision(A: LinearOperator, M):
     """``(matmat, precond, low)``: for a float16/bfloat16 operator (``low``), products that take
     and return float32 while running in the operator's own dtype, so the iteration's vectors
@@ -206,6 +217,7 @@ def _torch_function():
         def forward(ctx, B, alg, rebuild, sink, side, *arrays):
             A = rebuild(arrays)
             with torch.no_grad():
+                alg = _built(alg, A, side)  # a preconditioner spec is built once, for both solves
                 X, info = _kernel(A, alg, side)(B)
             sink.append(info)
             ctx.alg, ctx.rebuild, ctx.side = alg, rebuild, side
