@@ -374,3 +374,20 @@ def test_cuda_forward_and_gradients_match_the_cpu_float64_reference(name, dtype)
     for a, b in zip([xc, *cpu.parameters()], [xg, *gpu.parameters()], strict=True):
         rel = float((b.grad.double().cpu() - a.grad).norm() / a.grad.norm())
         assert rel < tol, rel
+
+
+def test_named_points_and_theta_for_budget():
+    pts = lnn.named_points()
+    assert set(pts) == {"dense", "low_rank", "kronecker", "tt", "monarch", "btt"}
+    budget = 2 * 256 * 16 * 2  # a Monarch layer's cost at d = 256
+    found = lnn.theta_for_budget(256, 256, budget, top=None)
+    from linops.operators import einsum_counts, einsum_sizes
+
+    for c in found:  # every candidate really fits, with the counts it claims
+        params, flops = einsum_counts(einsum_sizes(c.theta, 256, 256))
+        assert (params, flops) == (c.params, c.flops) and flops <= budget
+    assert found[0].omega == pytest.approx(0) and found[0].psi == pytest.approx(1)
+    assert pts["monarch"].theta in [c.theta for c in found[:5]]  # Monarch is among the best at its own cost
+    assert lo.einsum_points()["dense"] not in [c.theta for c in found]  # too expensive
+    with pytest.raises(ValueError, match="no grid point"):
+        lnn.theta_for_budget(256, 256, 10)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from .._lazy import lazy_attributes
+from .einsum_search import Candidate, named_points, theta_for_budget
 from .mup import init_gain, init_std, lr_multiplier
 from .structures import BTT, TT, Core, Dense, Einsum, Kronecker, LowRank, Monarch, Structure, as_structure
 
@@ -26,5 +27,5 @@ __getattr__, __dir__ = lazy_attributes(__name__, globals(), LAZY)
 
 __all__ = [
     "Structure", "Core", "Dense", "LowRank", "Kronecker", "Monarch", "BTT", "TT", "Einsum", "as_structure",
-    "init_std", "lr_multiplier", "init_gain", *LAZY,
+    "init_std", "lr_multiplier", "init_gain", "named_points", "theta_for_budget", "Candidate", *LAZY,
 ]
