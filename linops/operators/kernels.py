@@ -11,7 +11,11 @@ O(n m (d + k)). The default block holds about ``BLOCK_ENTRIES`` = 2^19 entries (
 float64). numpy and torch loop in Python; JAX runs ``lax.map`` over the padded blocks (one
 compiled loop, fine under ``jax.jit``). Gradients recompute each block in the backward pass
 (``torch.utils.checkpoint`` per block, ``jax.checkpoint`` around the block function), so the
-backward pass also needs only O(block_size * m) memory. ``LinearKernel`` is exactly low rank,
+backward pass also needs only O(block_size * m) memory. (Resident memory can still exceed
+that under glibc's malloc: after the first large free it raises its mmap threshold and serves the
+per-block temporaries from a heap that fragments, so a torch backward at n = 4,000 held ~900 MB of
+freed blocks. ``MALLOC_MMAP_THRESHOLD_=1048576`` in the environment, or jemalloc/tcmalloc, returns
+them; the forward products write into one preallocated output and stay bounded either way.) ``LinearKernel`` is exactly low rank,
 ``os * Xs Ys^T``, and is applied as two thin products, O((n + m) d k), without blocks.
 
 Entries: ``K[rows, cols]`` is the kernel of ``X[rows]`` and ``Y[cols]`` (another kernel operator,
@@ -37,10 +41,13 @@ from ..backends import backend_of
 from ..errors import ShapeError
 from .base import LinearOperator, tree_flatten, tree_unflatten
 
-__all__ = ["KernelMatrix", "RBF", "Matern", "Periodic", "LinearKernel", "BLOCK_ENTRIES"]
+__all__ = ["KernelMatrix", "RBF", "Matern", "Periodic", "LinearKernel", "BLOCK_ENTRIES", "MIN_BLOCK_ROWS"]
 
 #: entries of one row block in the default block size (2^19: 4 MB in float64, 2 MB in float32)
 BLOCK_ENTRIES = 1 << 19
+#: fewest rows in a default block: with one or two rows a block, n = 200,000 took 100,000 Python
+#: iterations (the loop's overhead then dominates); 32 rows of 200,000 columns are 25 MB in float32
+MIN_BLOCK_ROWS = 32
 #: up to this many dimensions, squared distances are summed coordinate by coordinate (exact)
 _DIFF_DIMS = 4
 
@@ -119,7 +126,7 @@ class KernelMatrix(LinearOperator):
                 Y = xp.astype(Y, rdt)
         m = n if Y is None else Y.shape[0]
         if block_size is None:
-            block_size = max(1, BLOCK_ENTRIES // max(m, 1))
+            block_size = max(min(n, MIN_BLOCK_ROWS), BLOCK_ENTRIES // max(m, 1))
         if not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size must be a positive int (rows per block), got {block_size!r}")
         if dtype is None:
@@ -201,13 +208,18 @@ class KernelMatrix(LinearOperator):
             from torch.utils.checkpoint import checkpoint
 
             grad = torch.is_grad_enabled() and any(t.requires_grad for t in (X, Y, V, *params))
-            outs = []
-            for i in range(0, n, b):
-                if grad:
-                    outs.append(checkpoint(block, X[i : i + b], Y, V, *params, use_reentrant=False))
-                else:
-                    outs.append(block(X[i : i + b], Y, V, *params))
-            return torch.cat(outs, 0)
+            if grad:
+                outs = [checkpoint(block, X[i : i + b], Y, V, *params, use_reentrant=False) for i in range(0, n, b)]
+                return torch.cat(outs, 0)
+            # no graph: write into one output. A list of small block results kept alive between the
+            # large per-block temporaries fragmented glibc's heap until RSS held every block
+            # (n = 12,000: +576 MB, one n x n matrix; n = 200,000 ran out of 24 GB)
+            first = block(X[:b], Y, V, *params)
+            out = first.new_empty((n, V.shape[1]))
+            out[:b] = first
+            for i in range(b, n, b):
+                out[i : i + b] = block(X[i : i + b], Y, V, *params)
+            return out
         out = xp.zeros((n, V.shape[1]), xp.result_type(self.dtype, V.dtype), self.device)
         for i in range(0, n, b):
             out[i : i + b] = block(X[i : i + b], Y, V, *params)
