@@ -18,6 +18,7 @@ from .structures import BTT, TT, Core, Dense, Einsum, Kronecker, LowRank, Monarc
 
 LAZY = {
     **dict.fromkeys(("StructuredLinear", "param_groups", "normalize_cores_", "dense_equivalent"), "layers_torch"),
+    **dict.fromkeys(("BTTMoE", "MoE", "aux_loss", "top_k_routing", "router_aux_loss"), "moe"),
     "MLR": "structures_mlr",
     "MultiheadAttention": "attention",
     **dict.fromkeys(("structurize", "LayerReport", "format_report"), "convert"),

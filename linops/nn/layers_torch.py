@@ -103,8 +103,12 @@ class StructuredLinear(torch.nn.Module):
 
 
 def _structured_layers(model: torch.nn.Module):
+    """Modules with structured cores: StructuredLinear, and any module exposing the same ``cores`` /
+    ``d_in`` protocol with its cores as parameters by name (BTTMoE)."""
     for name, m in model.named_modules():
-        if isinstance(m, StructuredLinear):
+        if isinstance(m, StructuredLinear) or (hasattr(m, "cores") and hasattr(m, "d_in")
+                                               and all(isinstance(getattr(m, c.name, None), torch.nn.Parameter)
+                                                       for c in m.cores)):
             yield name, m
 
 
