@@ -547,10 +547,10 @@ def general_notes(results, load0, seconds) -> list[str]:
         "family's permutes before and after each batched product, BTT's reshapes of permuted views (torch's "
         "`aten::copy_` in the profile section below). (3) The products that remain "
         "are small (Monarch/BTT: sqrt(d) x sqrt(d) blocks, batched) or skinny (rank 4 cores), which BLAS runs far "
-        "below its large-matrix peak. (4) numpy's two-operand `einsum` (linops' numpy backend does not pass "
-        "`optimize` for two operands) runs numpy's own loops instead of BLAS: Monarch and BTT take "
-        f"{min(np_vs_torch):.1f}x to {max(np_vs_torch):.1f}x torch's time on numpy, while the Einsum `monarch` "
-        "point does its products with batched `@` (BLAS) on both backends. (5) The Butterfly is elementwise arithmetic on strided "
+        "below its large-matrix peak. (4) numpy's `einsum` runs its own loops unless asked to optimise; linops' "
+        "numpy backend optimises (BLAS) when the operands hold more than 4096 entries, so small products keep "
+        f"the cheaper plain loop: Monarch and BTT take {min(np_vs_torch):.1f}x to {max(np_vs_torch):.1f}x torch's "
+        "time on numpy. (5) The Butterfly is elementwise arithmetic on strided "
         f"views, memory-bound: at most {bf_rate:.1f} GFLOP/s here, so its FLOP ratio "
         f"({bf_ratio[0]:.0f}x at d = {small['d']}, {bf_ratio[1]:.0f}x at d = {big['d']}) buys much less.",
         f"At d = {big['d']}, structures faster than dense (rows layout): {won}.",
