@@ -111,6 +111,11 @@ class BTT(LinearOperator):
         return Y[:, : self.d_in]
 
     def _matmat_rows(self, X):  # X @ W^T for X (c, d_in): the layer layout, no transposed copy
+        if getattr(X, "is_cuda", False) is True:  # CUDA tensors: the Triton kernels (linops.kernels), if switched on
+            from ..kernels import cuda_btt_rows
+
+            if (Y := cuda_btt_rows(X, self.R, self.L, self.d_out)) is not None:
+                return Y
         xp = self.xp
         (n1, n2), (m1, m2), r = self.grid
         c = X.shape[0]

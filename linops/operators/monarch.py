@@ -128,6 +128,11 @@ class Monarch(LinearOperator):
         return Y[:, : self.d_in]
 
     def _matmat_rows(self, X):  # X @ M^T for X (c, d_in): the layer layout, no transposed copy
+        if getattr(X, "is_cuda", False) is True:  # CUDA tensors: the Triton kernels (linops.kernels), if switched on
+            from ..kernels import cuda_monarch_rows
+
+            if (Y := cuda_monarch_rows(X, self.R, self.L, self.d_out)) is not None:
+                return Y
         xp = self.xp
         (k, q, p), (l_, s, r) = self.blocks
         c = X.shape[0]
