@@ -92,6 +92,10 @@ _ALGORITHMS_PUBLIC = frozenset(
 )
 
 
+# placement on a JAX device mesh (linops.sharding): loads plum and, on use, jax
+_SHARDING = frozenset(("shard", "ShardedKernel"))
+
+
 def _from_preconditioning(name):
     def load():
         from .functions import preconditioning
@@ -117,6 +121,10 @@ def __getattr__(name):
         value = getattr(operators, name)
     elif name in _ALGORITHMS_PUBLIC:
         value = getattr(algorithms, name)  # eager there or lazy (algorithms.LAZY)
+    elif name in _SHARDING:
+        from . import sharding
+
+        value = getattr(sharding, name)
     else:
         raise AttributeError(f"module 'linops' has no attribute {name!r}")
     globals()[name] = value
@@ -124,7 +132,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | _FUNCTIONS | set(operators.LAZY) | _ALGORITHMS_PUBLIC)
+    return sorted(set(globals()) | _FUNCTIONS | set(operators.LAZY) | _ALGORITHMS_PUBLIC | _SHARDING)
 
 
 def to_dense(A):
@@ -145,6 +153,8 @@ __all__ = [
     "Algorithm", "Auto", "Cholesky", "LU", "Eigh", "Eig", "SVD", "Exact", "CG", "MINRES", "GMRES", "Lanczos", "SLQ",
     "Hutchinson", "HutchPlusPlus", "DiagonalEstimator", "DiagPlusPlus", "SolveInfo", "EstimateInfo",
     *sorted(_ALGORITHMS_PUBLIC),
+    # sharding
+    *sorted(_SHARDING),
     # errors
     "errors", "LinopsError", "ShapeError", "NotSquareError", "BackendMismatchError", "DeviceMismatchError",
     "NumericalError", "SingularMatrixError", "NotPSDError", "NotSelfAdjointError", "NonFiniteError", "DomainError",
