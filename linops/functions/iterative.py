@@ -57,11 +57,7 @@ def _kernel(A: LinearOperator, alg: Algorithm, side: str = ""):
     the original operator, on every call (:func:`.preconditioning.build_preconditioner`).
     """
     max_iters = alg.max_iters if alg.max_iters is not None else 10 * A.shape[0]
-    M = alg.precond
-    if M is not None and not isinstance(M, LinearOperator):  # a spec: build it from the original operator
-        from .preconditioning import build_preconditioner
-
-        M = build_preconditioner(M, A.H if side == "H" else A.T if side == "T" else A)
+    M = _built(alg, A, side).precond  # a spec is built from the original operator
     if M is not None and side:
         M = M.H if side == "H" else M.T
     xp = A.xp
@@ -238,7 +234,7 @@ def _torch_function():
                     leaves = [a.detach().requires_grad_(i in wanted) for i, a in enumerate(arrays)]
                     AX = ctx.rebuild(leaves)._matmat(X.detach())
                     got = torch.autograd.grad(AX, [leaves[i] for i in wanted], grad_outputs=-lam, allow_unused=True)
-                for i, g in zip(wanted, got):
+                for i, g in zip(wanted, got, strict=True):
                     grads[i] = g
             return (lam, None, None, None, None, *grads)
 
